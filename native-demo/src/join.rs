@@ -1,0 +1,89 @@
+//! `native-demo join`: chat in a room. Every stdin line is broadcast as a text message; every
+//! text message received is printed as `<peer-id> <text>`. On stdin EOF, everything already
+//! sent is delivered (lossless close) before the process exits 0.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use miaou_transport::{ChannelKind, Event, Transport, TransportConfig};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+
+#[derive(Args)]
+pub struct JoinArgs {
+    /// Signaling server WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long)]
+    signal: String,
+    /// Room name.
+    #[arg(long)]
+    room: String,
+    /// Wait until this many peers have an open channel before reading stdin.
+    #[arg(long, default_value_t = 0)]
+    wait_peers: usize,
+    /// Give up waiting for peers after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    wait_timeout: u64,
+    /// Use an unordered channel with maxRetransmits 0 instead of ordered + reliable.
+    #[arg(long)]
+    unreliable: bool,
+}
+
+pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
+    let kind = if args.unreliable { ChannelKind::Unreliable } else { ChannelKind::Reliable };
+    let config = TransportConfig::builder(&args.signal, &args.room).channel(kind).build()?;
+    let started = Instant::now();
+    let transport = Arc::new(Transport::connect(config).await.context("joining the room")?);
+    tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "joined");
+
+    let (connected_tx, mut connected) = watch::channel(0usize);
+    let events = Arc::clone(&transport);
+    tokio::spawn(async move {
+        while let Some(event) = events.next_event().await {
+            match &event {
+                Event::PeerConnected(peer) => {
+                    tracing::info!(%peer, elapsed_ms = started.elapsed().as_millis() as u64, "channel open");
+                }
+                other => tracing::info!("{other:?}"),
+            }
+            let _ = connected_tx.send(events.peers().len());
+        }
+    });
+    let receiver = Arc::clone(&transport);
+    let printer = tokio::spawn(async move {
+        let stdout = std::io::stdout();
+        while let Some(message) = receiver.recv().await {
+            match message.as_text().filter(|_| message.text) {
+                Some(text) => {
+                    let mut out = stdout.lock();
+                    let _ = writeln!(out, "{} {}", message.from, text);
+                    let _ = out.flush();
+                }
+                None => tracing::info!(from = %message.from, bytes = message.data.len(), "binary message"),
+            }
+        }
+    });
+
+    if args.wait_peers > 0 {
+        let wanted = args.wait_peers;
+        let wait = connected.wait_for(|n| *n >= wanted);
+        match tokio::time::timeout(Duration::from_secs(args.wait_timeout), wait).await {
+            Ok(Ok(_)) => tracing::info!(peers = wanted, elapsed_ms = started.elapsed().as_millis() as u64, "peers ready"),
+            _ => bail!("fewer than {wanted} peers connected within {} s", args.wait_timeout),
+        }
+    }
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+        if transport.peers().is_empty() {
+            tracing::warn!("no connected peer; line not sent");
+            continue;
+        }
+        transport.broadcast_text(&line).await.context("sending")?;
+    }
+    transport.close().await.context("closing")?;
+    // Messages received before the close are still queued: print them all before exiting.
+    printer.await.context("printing received messages")?;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! [`TransportConfig`] and its builder: where to signal, which room, which ICE servers, which
+//! kind of data channel, and every limit (with its unit).
+
+use crate::error::{Error, Result};
+use crate::signaling::protocol::validate_room;
+
+/// One ICE server (STUN or TURN), as in `RTCIceServer` (W3C webrtc-pc §4.2.1).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct IceServer {
+    /// URLs such as `stun:198.18.0.1:3478` or `turn:198.18.0.1:3478?transport=udp`.
+    pub urls: Vec<String>,
+    /// TURN username (empty for STUN).
+    pub username: String,
+    /// TURN credential (empty for STUN).
+    pub credential: String,
+}
+
+impl IceServer {
+    /// A server reached without credentials (STUN).
+    pub fn new(url: impl Into<String>) -> Self {
+        IceServer { urls: vec![url.into()], ..Default::default() }
+    }
+}
+
+/// Delivery guarantees of the data channel (RFC 8831 §6.1, `ordered` / `maxRetransmits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChannelKind {
+    /// Ordered and reliable: every message arrives, in order (like TCP). The default.
+    #[default]
+    Reliable,
+    /// Unordered with `maxRetransmits: 0`: lowest latency, messages may be lost or reordered
+    /// (like UDP). A message fragmented into several frames is lost entirely if one frame is.
+    Unreliable,
+}
+
+impl ChannelKind {
+    /// Data channel label used for this kind; the answering side recognises the kind by it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChannelKind::Reliable => "miaou-reliable",
+            ChannelKind::Unreliable => "miaou-unreliable",
+        }
+    }
+
+    /// The kind a remote-created channel with `label` has, if it is one of ours.
+    pub fn from_label(label: &str) -> Option<Self> {
+        [ChannelKind::Reliable, ChannelKind::Unreliable].into_iter().find(|k| k.label() == label)
+    }
+}
+
+/// Default cap on one application message: 64 MiB. Larger messages are refused by `send` with
+/// [`CodecError::MessageTooLarge`](crate::codec::CodecError::MessageTooLarge).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Default largest frame we send, bytes: 16 KiB, the size every browser accepts
+/// (RFC 8831 §6.6). Never more than the remote's `a=max-message-size`.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024;
+
+/// Default number of received messages held for [`crate::Transport::recv`] before the
+/// receiving side applies backpressure.
+pub const DEFAULT_RECEIVE_QUEUE_MESSAGES: usize = 1024;
+
+/// Default time `Transport::close` waits for peers to acknowledge delivery, ms.
+pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 10_000;
+
+/// Default time `Transport::connect` waits for the bridge's welcome, ms.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Everything a [`crate::Transport`] needs. Build it with [`TransportConfig::builder`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Signaling server WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
+    pub signaling_url: String,
+    /// Room to join: 1..=64 bytes of UTF-8, no control characters.
+    pub room: String,
+    /// ICE servers; default none (host candidates only: LAN and loopback).
+    pub ice_servers: Vec<IceServer>,
+    /// Kind of data channel opened to each peer.
+    pub channel: ChannelKind,
+    /// Largest application message accepted by `send`, bytes (default 64 MiB).
+    pub max_message_size: usize,
+    /// Largest frame we put on the data channel, bytes (default 16 KiB); the effective size is
+    /// the smaller of this and the remote's `a=max-message-size` (RFC 8841 §6).
+    pub max_frame_size: usize,
+    /// Bytes of partially received messages held per peer before the reassembler refuses more
+    /// (default: `max_message_size` + one frame).
+    pub max_reassembly_bytes: usize,
+    /// Received messages queued for `recv` (default 1024).
+    pub receive_queue_messages: usize,
+    /// How long `connect` waits for the bridge's welcome, ms.
+    pub connect_timeout_ms: u64,
+    /// How long `close` waits for peers to acknowledge everything sent, ms.
+    pub close_timeout_ms: u64,
+}
+
+impl TransportConfig {
+    /// Starts a builder for `signaling_url` and `room`; every other field has its default.
+    ///
+    /// ```
+    /// use miaou_transport::{ChannelKind, TransportConfig};
+    /// let config = TransportConfig::builder("ws://127.0.0.1:8080/ws", "lobby")
+    ///     .channel(ChannelKind::Reliable)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.room, "lobby");
+    /// assert!(config.ice_servers.is_empty());
+    /// ```
+    pub fn builder(signaling_url: impl Into<String>, room: impl Into<String>) -> TransportConfigBuilder {
+        TransportConfigBuilder {
+            config: TransportConfig {
+                signaling_url: signaling_url.into(),
+                room: room.into(),
+                ice_servers: Vec::new(),
+                channel: ChannelKind::default(),
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+                max_reassembly_bytes: DEFAULT_MAX_MESSAGE_SIZE + DEFAULT_MAX_FRAME_SIZE,
+                receive_queue_messages: DEFAULT_RECEIVE_QUEUE_MESSAGES,
+                connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+                close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
+            },
+            reassembly_set: false,
+        }
+    }
+
+    /// Checks every field; [`Error::Config`] names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let url = &self.signaling_url;
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(Error::Config(format!("signaling URL must start with ws:// or wss://, got {url:?}")));
+        }
+        validate_room(&self.room).map_err(Error::Config)?;
+        if self.max_frame_size < crate::codec::MIN_FRAME_SIZE {
+            return Err(Error::Config(format!(
+                "max_frame_size {} bytes is below the minimum {} bytes",
+                self.max_frame_size,
+                crate::codec::MIN_FRAME_SIZE
+            )));
+        }
+        if self.receive_queue_messages == 0 {
+            return Err(Error::Config("receive_queue_messages must be at least 1".into()));
+        }
+        for server in &self.ice_servers {
+            if server.urls.is_empty() {
+                return Err(Error::Config("an ICE server has no URL".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Limits handed to the frame codec for one peer.
+    pub(crate) fn codec_limits(&self) -> crate::codec::CodecLimits {
+        crate::codec::CodecLimits {
+            max_message_size: self.max_message_size,
+            max_reassembly_bytes: self.max_reassembly_bytes,
+            ordered: self.channel == ChannelKind::Reliable,
+        }
+    }
+}
+
+/// Builder for [`TransportConfig`].
+#[derive(Clone, Debug)]
+pub struct TransportConfigBuilder {
+    config: TransportConfig,
+    reassembly_set: bool,
+}
+
+impl TransportConfigBuilder {
+    /// Adds an ICE server (repeatable).
+    pub fn ice_server(mut self, server: IceServer) -> Self {
+        self.config.ice_servers.push(server);
+        self
+    }
+
+    /// Chooses the data channel kind (default [`ChannelKind::Reliable`]).
+    pub fn channel(mut self, kind: ChannelKind) -> Self {
+        self.config.channel = kind;
+        self
+    }
+
+    /// Largest application message accepted by `send`, bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Largest frame sent on the data channel, bytes (capped by the remote's limit).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Bytes of partial messages held per peer while reassembling.
+    pub fn max_reassembly_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_reassembly_bytes = bytes;
+        self.reassembly_set = true;
+        self
+    }
+
+    /// Received messages queued for `recv` before backpressure.
+    pub fn receive_queue_messages(mut self, messages: usize) -> Self {
+        self.config.receive_queue_messages = messages;
+        self
+    }
+
+    /// How long `connect` waits for the bridge, ms.
+    pub fn connect_timeout_ms(mut self, ms: u64) -> Self {
+        self.config.connect_timeout_ms = ms;
+        self
+    }
+
+    /// How long `close` waits for delivery acknowledgements, ms.
+    pub fn close_timeout_ms(mut self, ms: u64) -> Self {
+        self.config.close_timeout_ms = ms;
+        self
+    }
+
+    /// Validates and returns the configuration. Errors: [`Error::Config`].
+    pub fn build(mut self) -> Result<TransportConfig> {
+        if !self.reassembly_set {
+            self.config.max_reassembly_bytes =
+                self.config.max_message_size.saturating_add(self.config.max_frame_size);
+        }
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_no_ice_servers_and_reliable_channel() {
+        let c = TransportConfig::builder("ws://h/ws", "r").build().unwrap();
+        assert!(c.ice_servers.is_empty());
+        assert_eq!(c.channel, ChannelKind::Reliable);
+        assert_eq!(c.max_message_size, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_fields_are_config_errors() {
+        assert!(matches!(TransportConfig::builder("http://h", "r").build(), Err(Error::Config(_))));
+        assert!(matches!(TransportConfig::builder("ws://h", "").build(), Err(Error::Config(_))));
+        assert!(matches!(
+            TransportConfig::builder("ws://h", "r").max_frame_size(1).build(),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for k in [ChannelKind::Reliable, ChannelKind::Unreliable] {
+            assert_eq!(ChannelKind::from_label(k.label()), Some(k));
+        }
+        assert_eq!(ChannelKind::from_label("other"), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! The one public error type. Backend errors (webrtc-rs, browser exceptions, WebSocket) are
+//! mapped into it with their message kept as text, so the type is the same on both targets.
+
+use crate::codec::CodecError;
+use crate::signaling::protocol::{ErrorCode, PeerId, ProtocolError};
+
+/// Everything that can go wrong in `miaou-transport`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable (empty room, bad URL, limits out of range).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The signaling WebSocket could not be opened or broke.
+    #[error("signaling connection to {url} failed: {reason}")]
+    Signaling {
+        /// Signaling server URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The signaling server refused a message (see `docs/signaling.md` for codes).
+    #[error("signaling server replied {code:?}: {message}")]
+    Rejected {
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// A signaling message could not be decoded.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// A frame could not be encoded or decoded (malformed frame, oversized message, cap hit).
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The WebRTC stack failed (SDP, ICE, DTLS, SCTP).
+    #[error("WebRTC error with {peer}: {reason}")]
+    Rtc {
+        /// The remote peer concerned.
+        peer: PeerId,
+        /// The underlying error text.
+        reason: String,
+    },
+    /// No open data channel to this peer (never connected, or disconnected).
+    #[error("peer {0} is not connected")]
+    PeerNotConnected(PeerId),
+    /// The receive queue for this peer overflowed and its channel was reset (browser only: a
+    /// browser's data channel cannot be paused, so the alternative would be losing data).
+    #[error("receive queue for {0} overflowed; channel reset")]
+    ReceiveOverflow(PeerId),
+    /// The transport was closed.
+    #[error("transport closed")]
+    Closed,
+    /// An operation did not finish in time.
+    #[error("timed out after {ms} ms: {what}")]
+    Timeout {
+        /// What was being waited for.
+        what: String,
+        /// How long, milliseconds.
+        ms: u64,
+    },
+}
+
+/// Result alias with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

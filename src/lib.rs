@@ -1,0 +1,50 @@
+//! # miaou-transport
+//!
+//! WebRTC data channels with one API for native programs (webrtc-rs on tokio) and browser tabs
+//! (the browser's `RTCPeerConnection` through wasm-bindgen), one frame codec shared by both, and
+//! a small WebSocket signaling bridge with rooms.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), miaou_transport::Error> {
+//! use miaou_transport::{Transport, TransportConfig};
+//! let transport = Transport::connect(TransportConfig::builder("ws://127.0.0.1:8080/ws", "lobby").build()?).await?;
+//! transport.broadcast_text("hello, room").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: [`codec`] (frames, fragmentation; pure), [`signaling`] (JSON protocol, negotiation
+//! rule, bridge), [`Transport`] over a private backend chosen here and nowhere else.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+mod config;
+mod error;
+mod event;
+pub mod sdp;
+mod session;
+pub mod signaling;
+mod transport;
+
+pub use bytes::Bytes;
+pub use config::{
+    ChannelKind, IceServer, TransportConfig, TransportConfigBuilder, DEFAULT_CLOSE_TIMEOUT_MS,
+    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RECEIVE_QUEUE_MESSAGES,
+};
+pub use error::{Error, Result};
+pub use event::{Event, Message};
+pub use signaling::protocol::PeerId;
+pub use transport::Transport;
+
+// The one seam: each backend module offers the same functions and types
+// (`spawn`, `sleep_ms`, `connect_signaling`, `RtcPeer`, `RtcChannel`).
+cfg_if::cfg_if! {
+    if #[cfg(target_arch = "wasm32")] {
+        mod wasm;
+        use wasm as backend;
+    } else {
+        mod native;
+        use native as backend;
+    }
+}

@@ -1,0 +1,245 @@
+//! One webrtc-rs `RTCPeerConnection` per remote peer, with one data channel.
+
+use crate::config::{ChannelKind, TransportConfig};
+use crate::error::{Error, Result};
+use crate::sdp;
+use crate::session::RtcEvent;
+use crate::signaling::protocol::{PeerId, Signal};
+use bytes::Bytes;
+use std::sync::Arc;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::APIBuilder;
+use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+use webrtc::data_channel::data_channel_state::RTCDataChannelState;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+
+/// What we advertise as `a=max-message-size`: webrtc-rs 0.17 reads each message into a
+/// 65 535-byte buffer, and a larger message silently closes the channel.
+const RECEIVE_LIMIT_BYTES: usize = 65_535;
+
+/// Received frames buffered per channel before webrtc-rs stops reading (backpressure).
+const FRAME_QUEUE: usize = 256;
+
+/// A peer connection to one remote peer.
+pub(crate) struct RtcPeer {
+    pc: Arc<RTCPeerConnection>,
+    peer: PeerId,
+    kind: ChannelKind,
+    events: async_channel::Sender<RtcEvent>,
+}
+
+impl RtcPeer {
+    /// Creates the peer connection. Browsers' `<uuid>.local` host candidates are resolved by
+    /// webrtc-rs's mDNS client (query only: we never publish our own `.local` names).
+    pub(crate) async fn new(
+        config: &TransportConfig,
+        peer: PeerId,
+        events: async_channel::Sender<RtcEvent>,
+    ) -> Result<Self> {
+        let mut settings = SettingEngine::default();
+        settings.set_ice_multicast_dns_mode(MulticastDnsMode::QueryOnly);
+        // A peer-reflexive pair here is a host address we learned from the peer's first check
+        // before its trickled candidate arrived (always so for a browser's `.local` names):
+        // as direct as a host pair, so do not hold nomination back the default 1 s for it.
+        settings.set_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        let api = APIBuilder::new().with_setting_engine(settings).build();
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        let pc = api
+            .new_peer_connection(RTCConfiguration { ice_servers, ..Default::default() })
+            .await
+            .map_err(|e| rtc_error(&peer, e))?;
+        let this = RtcPeer { pc: Arc::new(pc), peer, kind: config.channel, events };
+        this.forward_candidates();
+        this.watch_connection_state();
+        this.accept_remote_channels();
+        Ok(this)
+    }
+
+    fn forward_candidates(&self) {
+        let (events, peer) = (self.events.clone(), self.peer.clone());
+        self.pc.on_ice_candidate(Box::new(move |candidate| {
+            let (events, peer) = (events.clone(), peer.clone());
+            Box::pin(async move {
+                let Some(init) = candidate.and_then(|c| c.to_json().ok()) else { return };
+                let signal = Signal::Candidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_m_line_index: init.sdp_mline_index,
+                };
+                let _ = events.send(RtcEvent::LocalCandidate { peer, signal }).await;
+            })
+        }));
+    }
+
+    fn watch_connection_state(&self) {
+        let (events, peer) = (self.events.clone(), self.peer.clone());
+        self.pc.on_peer_connection_state_change(Box::new(move |state| {
+            let (events, peer) = (events.clone(), peer.clone());
+            Box::pin(async move {
+                if state == RTCPeerConnectionState::Failed {
+                    let reason = Some("ICE/DTLS connection failed".to_owned());
+                    let _ = events.send(RtcEvent::Closed { peer, reason }).await;
+                }
+            })
+        }));
+    }
+
+    fn accept_remote_channels(&self) {
+        let (events, peer, kind) = (self.events.clone(), self.peer.clone(), self.kind);
+        self.pc.on_data_channel(Box::new(move |dc| {
+            let (events, peer) = (events.clone(), peer.clone());
+            Box::pin(async move {
+                if ChannelKind::from_label(dc.label()) == Some(kind) {
+                    wire_channel(dc, peer, events).await;
+                } else {
+                    tracing::warn!(%peer, label = dc.label(), "ignoring data channel with unknown label");
+                }
+            })
+        }));
+    }
+
+    /// Creates our data channel and an offer; returns the SDP to send.
+    pub(crate) async fn create_offer(&self) -> Result<String> {
+        let init = match self.kind {
+            ChannelKind::Reliable => RTCDataChannelInit { ordered: Some(true), ..Default::default() },
+            ChannelKind::Unreliable => {
+                RTCDataChannelInit { ordered: Some(false), max_retransmits: Some(0), ..Default::default() }
+            }
+        };
+        let dc = self
+            .pc
+            .create_data_channel(self.kind.label(), Some(init))
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))?;
+        wire_channel(dc, self.peer.clone(), self.events.clone()).await;
+        let offer = self.pc.create_offer(None).await.map_err(|e| rtc_error(&self.peer, e))?;
+        self.set_local(offer).await
+    }
+
+    /// Applies a remote offer and returns our answer's SDP.
+    pub(crate) async fn accept_offer(&self, sdp: String) -> Result<String> {
+        let offer = RTCSessionDescription::offer(sdp).map_err(|e| rtc_error(&self.peer, e))?;
+        self.pc.set_remote_description(offer).await.map_err(|e| rtc_error(&self.peer, e))?;
+        let answer = self.pc.create_answer(None).await.map_err(|e| rtc_error(&self.peer, e))?;
+        self.set_local(answer).await
+    }
+
+    /// Applies the remote answer to our offer.
+    pub(crate) async fn accept_answer(&self, sdp: String) -> Result<()> {
+        let answer = RTCSessionDescription::answer(sdp).map_err(|e| rtc_error(&self.peer, e))?;
+        self.pc.set_remote_description(answer).await.map_err(|e| rtc_error(&self.peer, e))
+    }
+
+    async fn set_local(&self, description: RTCSessionDescription) -> Result<String> {
+        let sdp = description.sdp.clone();
+        self.pc.set_local_description(description).await.map_err(|e| rtc_error(&self.peer, e))?;
+        Ok(sdp::advertise_max_message_size(&sdp, RECEIVE_LIMIT_BYTES))
+    }
+
+    /// Adds a trickled remote ICE candidate.
+    pub(crate) async fn add_candidate(&self, candidate: String, sdp_mid: Option<String>, sdp_m_line_index: Option<u16>) -> Result<()> {
+        let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index: sdp_m_line_index, username_fragment: None };
+        self.pc.add_ice_candidate(init).await.map_err(|e| rtc_error(&self.peer, e))
+    }
+
+    /// Closes the connection and its channels.
+    pub(crate) async fn close(&self) {
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!(peer = %self.peer, "close: {e}");
+        }
+    }
+}
+
+/// Hooks a data channel's callbacks to the session: frames into a bounded queue (awaited, so a
+/// slow reader slows webrtc-rs's SCTP reads instead of growing memory), open and close as events.
+async fn wire_channel(dc: Arc<RTCDataChannel>, peer: PeerId, events: async_channel::Sender<RtcEvent>) {
+    let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(FRAME_QUEUE);
+    dc.on_message(Box::new(move |message| {
+        let frames_tx = frames_tx.clone();
+        Box::pin(async move {
+            let _ = frames_tx.send(message.data).await;
+        })
+    }));
+    let channel = RtcChannel::new(Arc::clone(&dc)).await;
+    let (close_events, close_peer) = (events.clone(), peer.clone());
+    dc.on_close(Box::new(move || {
+        let (events, peer) = (close_events.clone(), close_peer.clone());
+        Box::pin(async move {
+            let _ = events.send(RtcEvent::Closed { peer, reason: None }).await;
+        })
+    }));
+    dc.on_open(Box::new(move || {
+        Box::pin(async move {
+            let _ = events.send(RtcEvent::ChannelOpen { peer, channel, frames: frames_rx }).await;
+        })
+    }));
+}
+
+/// Sending half of an open data channel.
+#[derive(Clone)]
+pub(crate) struct RtcChannel {
+    dc: Arc<RTCDataChannel>,
+    low: async_channel::Receiver<()>,
+}
+
+impl RtcChannel {
+    async fn new(dc: Arc<RTCDataChannel>) -> Self {
+        // One pending wake-up is enough: the waiter re-reads bufferedAmount after each.
+        let (low_tx, low) = async_channel::bounded(1);
+        dc.set_buffered_amount_low_threshold(crate::session::link::LOW_WATER_BYTES).await;
+        dc.on_buffered_amount_low(Box::new(move || {
+            let _ = low_tx.try_send(());
+            Box::pin(async {})
+        }))
+        .await;
+        RtcChannel { dc, low }
+    }
+
+    /// Hands one frame to SCTP. Errors carry webrtc-rs's message.
+    pub(crate) async fn send(&self, frame: Bytes) -> std::result::Result<(), String> {
+        self.dc.send(&frame).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Bytes queued in SCTP and not yet sent (`bufferedAmount`).
+    pub(crate) async fn buffered_amount(&self) -> usize {
+        self.dc.buffered_amount().await
+    }
+
+    /// Waits until `bufferedAmount` is at most `bytes` (the low-water mark set at creation) or
+    /// the channel is no longer open.
+    pub(crate) async fn wait_buffered_amount_low(&self, bytes: usize) {
+        while self.dc.buffered_amount().await > bytes && self.dc.ready_state() == RTCDataChannelState::Open {
+            // The event is the fast path; the timeout only guards against a missed event.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), self.low.recv()).await;
+        }
+    }
+
+    /// Whether the channel is still open (`readyState == "open"`).
+    pub(crate) fn is_open(&self) -> bool {
+        self.dc.ready_state() == RTCDataChannelState::Open
+    }
+
+    /// Closes the data channel.
+    pub(crate) async fn close(&self) {
+        let _ = self.dc.close().await;
+    }
+}
+
+fn rtc_error(peer: &PeerId, e: webrtc::Error) -> Error {
+    Error::Rtc { peer: peer.clone(), reason: e.to_string() }
+}

@@ -1,0 +1,45 @@
+//! The signaling WebSocket on native: tokio-tungstenite, split into two bounded channels of
+//! JSON text so the shared driver never sees the socket type.
+
+use crate::error::{Error, Result};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Messages buffered each way between the socket and the driver.
+const QUEUE: usize = 256;
+
+/// Opens `url` and returns (outgoing, incoming) text channels. Dropping every outgoing sender
+/// closes the socket; the incoming receiver ends when the socket closes.
+/// Errors: [`Error::Signaling`] when the WebSocket handshake fails.
+pub(crate) async fn connect_signaling(
+    url: &str,
+) -> Result<(async_channel::Sender<String>, async_channel::Receiver<String>)> {
+    let (socket, _response) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| Error::Signaling { url: url.to_owned(), reason: e.to_string() })?;
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = async_channel::bounded::<String>(QUEUE);
+    let (in_tx, in_rx) = async_channel::bounded::<String>(QUEUE);
+    tokio::spawn(async move {
+        while let Ok(text) = out_rx.recv().await {
+            if sink.send(WsMessage::text(text)).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tokio::spawn(async move {
+        while let Some(frame) = stream.next().await {
+            match frame {
+                Ok(WsMessage::Text(text)) => {
+                    if in_tx.send(text.as_str().to_owned()).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(WsMessage::Close(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    Ok((out_tx, in_rx))
+}

@@ -1,0 +1,280 @@
+//! The signaling driver: one task per transport that reacts to the bridge's messages, to the
+//! backend's peer-connection events and to the handle's commands, strictly one at a time.
+//! Sequential handling is deliberate: a candidate relayed after an offer is applied only once
+//! that offer is, without any extra queueing.
+
+use super::link::{self, LinkHandle, Sinks};
+use super::RtcEvent;
+use crate::backend::RtcPeer;
+use crate::config::TransportConfig;
+use crate::error::Error;
+use crate::event::Event;
+use crate::sdp;
+use crate::signaling::negotiation::{check_description, role_for, Introduction, Role};
+use crate::signaling::protocol::{ClientMessage, PeerId, SdpType, ServerMessage, Signal};
+use futures::channel::oneshot;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Open links by peer, shared between the driver (writes) and the `Transport` handle (reads).
+pub(crate) type LinkTable = Arc<Mutex<HashMap<PeerId, LinkHandle>>>;
+
+/// Requests from the `Transport` handle.
+pub(crate) enum Command {
+    /// Leave the room, close every peer connection, stop.
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+struct PeerState {
+    role: Role,
+    rtc: Option<RtcPeer>,
+    /// Remote `a=max-message-size`, bytes; known once its SDP arrived.
+    remote_max_message_size: usize,
+    connected: bool,
+}
+
+pub(crate) struct Driver {
+    pub(crate) config: TransportConfig,
+    pub(crate) signal_tx: async_channel::Sender<String>,
+    pub(crate) rtc_events: async_channel::Sender<RtcEvent>,
+    pub(crate) links: LinkTable,
+    pub(crate) sinks: Sinks,
+    peers: HashMap<PeerId, PeerState>,
+}
+
+enum Input {
+    FromBridge(String),
+    BridgeClosed,
+    Rtc(RtcEvent),
+    Command(Command),
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: TransportConfig,
+        signal_tx: async_channel::Sender<String>,
+        rtc_events: async_channel::Sender<RtcEvent>,
+        links: LinkTable,
+        sinks: Sinks,
+    ) -> Self {
+        Driver { config, signal_tx, rtc_events, links, sinks, peers: HashMap::new() }
+    }
+
+    /// Runs until `Command::Shutdown`. `welcome_peers` are the peers listed in our welcome.
+    pub(crate) async fn run(
+        mut self,
+        welcome_peers: Vec<PeerId>,
+        from_bridge: async_channel::Receiver<String>,
+        rtc_events: async_channel::Receiver<RtcEvent>,
+        commands: async_channel::Receiver<Command>,
+    ) {
+        for peer in welcome_peers {
+            self.introduce(peer, Introduction::InWelcome).await;
+        }
+        let bridge = from_bridge.map(Input::FromBridge).chain(futures::stream::once(async { Input::BridgeClosed }));
+        let others = futures::stream::select(rtc_events.map(Input::Rtc), commands.map(Input::Command));
+        let inputs = futures::stream::select(bridge, others);
+        let mut inputs = std::pin::pin!(inputs);
+        while let Some(input) = inputs.next().await {
+            match input {
+                Input::FromBridge(text) => self.on_bridge_text(&text).await,
+                Input::BridgeClosed => {
+                    // Open data channels do not need the bridge; only new peers are affected.
+                    self.emit(Event::Error(Error::Signaling {
+                        url: self.config.signaling_url.clone(),
+                        reason: "connection closed by the signaling server".into(),
+                    }));
+                }
+                Input::Rtc(event) => self.on_rtc_event(event).await,
+                Input::Command(Command::Shutdown { done }) => {
+                    self.shutdown().await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // Events are rare; if the application never reads them the oldest are dropped rather
+        // than stalling the driver.
+        let _ = self.sinks.events.force_send(event);
+    }
+
+    async fn send_to_bridge(&self, message: ClientMessage) {
+        if self.signal_tx.send(message.to_json()).await.is_err() {
+            tracing::debug!("signaling socket closed; message dropped");
+        }
+    }
+
+    async fn on_bridge_text(&mut self, text: &str) {
+        let message = match ServerMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("bad message from signaling server: {e}");
+                self.emit(Event::Error(e.into()));
+                return;
+            }
+        };
+        match message {
+            ServerMessage::PeerJoined { peer_id } => self.introduce(peer_id, Introduction::Joined).await,
+            ServerMessage::PeerLeft { peer_id } => self.forget(peer_id, true).await,
+            ServerMessage::Signal { from, signal } => self.on_signal(from, signal).await,
+            ServerMessage::Error { code, message } => {
+                tracing::warn!(?code, "signaling server: {message}");
+                self.emit(Event::Error(Error::Rejected { code, message }));
+            }
+            ServerMessage::Welcome { .. } => {
+                tracing::warn!("unexpected second welcome ignored");
+            }
+        }
+    }
+
+    async fn introduce(&mut self, peer: PeerId, how: Introduction) {
+        let role = role_for(how);
+        self.peers.insert(
+            peer.clone(),
+            PeerState { role, rtc: None, remote_max_message_size: sdp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE, connected: false },
+        );
+        self.emit(Event::PeerJoined(peer.clone()));
+        if role == Role::Offerer {
+            if let Err(e) = self.offer(&peer).await {
+                self.fail(peer, e).await;
+            }
+        }
+    }
+
+    async fn new_rtc(&self, peer: &PeerId) -> Result<RtcPeer, Error> {
+        RtcPeer::new(&self.config, peer.clone(), self.rtc_events.clone()).await
+    }
+
+    async fn offer(&mut self, peer: &PeerId) -> Result<(), Error> {
+        let rtc = self.new_rtc(peer).await?;
+        let sdp = rtc.create_offer().await?;
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.rtc = Some(rtc);
+        }
+        let signal = Signal::Description { sdp_type: SdpType::Offer, sdp };
+        self.send_to_bridge(ClientMessage::Signal { to: peer.clone(), signal }).await;
+        Ok(())
+    }
+
+    async fn on_signal(&mut self, from: PeerId, signal: Signal) {
+        let result = match signal {
+            Signal::Description { sdp_type, sdp } => self.on_description(&from, sdp_type, sdp).await,
+            Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
+                match self.peers.get(&from).and_then(|s| s.rtc.as_ref()) {
+                    Some(rtc) => rtc.add_candidate(candidate, sdp_mid, sdp_m_line_index).await,
+                    None => {
+                        tracing::debug!(peer = %from, "candidate before description ignored");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            self.fail(from, e).await;
+        }
+    }
+
+    async fn on_description(&mut self, from: &PeerId, sdp_type: SdpType, sdp: String) -> Result<(), Error> {
+        // A peer we have not heard of yet: the bridge announces joins before relaying their
+        // signals, so this only happens after that peer left; treat it as a newcomer.
+        let role = self.peers.get(from).map(|s| s.role).unwrap_or(Role::Answerer);
+        check_description(from, role, sdp_type).map_err(|e| Error::Rtc { peer: from.clone(), reason: e.to_string() })?;
+        let remote_max = sdp::max_message_size(&sdp);
+        match sdp_type {
+            SdpType::Offer => {
+                let rtc = self.new_rtc(from).await?;
+                let answer = rtc.accept_offer(sdp).await?;
+                let state = self.peers.entry(from.clone()).or_insert(PeerState {
+                    role,
+                    rtc: None,
+                    remote_max_message_size: remote_max,
+                    connected: false,
+                });
+                if let Some(old) = state.rtc.replace(rtc) {
+                    old.close().await;
+                }
+                state.remote_max_message_size = remote_max;
+                let signal = Signal::Description { sdp_type: SdpType::Answer, sdp: answer };
+                self.send_to_bridge(ClientMessage::Signal { to: from.clone(), signal }).await;
+            }
+            SdpType::Answer => {
+                let state = self.peers.get_mut(from).ok_or_else(|| Error::PeerNotConnected(from.clone()))?;
+                state.remote_max_message_size = remote_max;
+                match &state.rtc {
+                    Some(rtc) => rtc.accept_answer(sdp).await?,
+                    None => return Err(Error::PeerNotConnected(from.clone())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_rtc_event(&mut self, event: RtcEvent) {
+        match event {
+            RtcEvent::LocalCandidate { peer, signal } => {
+                if self.peers.contains_key(&peer) {
+                    self.send_to_bridge(ClientMessage::Signal { to: peer, signal }).await;
+                }
+            }
+            RtcEvent::ChannelOpen { peer, channel, frames } => {
+                let Some(state) = self.peers.get_mut(&peer) else { return };
+                state.connected = true;
+                let frame_size = self.config.max_frame_size.min(state.remote_max_message_size);
+                let handle =
+                    link::start(peer.clone(), channel, frames, self.config.codec_limits(), frame_size, self.sinks.clone());
+                lock(&self.links).insert(peer.clone(), handle);
+                self.emit(Event::PeerConnected(peer));
+            }
+            RtcEvent::Closed { peer, reason } => {
+                let was_connected = self.peers.get_mut(&peer).map(|s| std::mem::replace(&mut s.connected, false));
+                lock(&self.links).remove(&peer);
+                if was_connected == Some(true) || reason.is_some() {
+                    let reason = reason.map(|reason| Error::Rtc { peer: peer.clone(), reason });
+                    self.emit(Event::PeerDisconnected { peer, reason });
+                }
+            }
+        }
+    }
+
+    /// Negotiation with `peer` failed: report it and drop the connection attempt.
+    async fn fail(&mut self, peer: PeerId, error: Error) {
+        tracing::warn!(%peer, "negotiation failed: {error}");
+        if let Some(rtc) = self.peers.get_mut(&peer).and_then(|s| s.rtc.take()) {
+            rtc.close().await;
+        }
+        self.emit(Event::PeerDisconnected { peer, reason: Some(error) });
+    }
+
+    async fn forget(&mut self, peer: PeerId, announce: bool) {
+        lock(&self.links).remove(&peer);
+        if let Some(state) = self.peers.remove(&peer) {
+            if let Some(rtc) = state.rtc {
+                rtc.close().await;
+            }
+            if state.connected {
+                self.emit(Event::PeerDisconnected { peer: peer.clone(), reason: None });
+            }
+        }
+        if announce {
+            self.emit(Event::PeerLeft(peer));
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.send_to_bridge(ClientMessage::Leave).await;
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for peer in peers {
+            self.forget(peer, false).await;
+        }
+        self.signal_tx.close();
+    }
+}
+
+/// Locks the link table; a poisoned lock (a panic elsewhere) still holds a usable table.
+pub(crate) fn lock(links: &LinkTable) -> std::sync::MutexGuard<'_, HashMap<PeerId, LinkHandle>> {
+    links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

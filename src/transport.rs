@@ -1,0 +1,187 @@
+//! [`Transport`]: the public handle. Same type and methods on native and in the browser.
+
+use crate::backend;
+use crate::config::TransportConfig;
+use crate::error::{Error, Result};
+use crate::event::{Event, Message};
+use crate::session::driver::{lock, Command, Driver, LinkTable};
+use crate::session::link::{LinkHandle, Sinks};
+use crate::signaling::protocol::{ClientMessage, PeerId, ServerMessage, PROTOCOL_VERSION};
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::future::{self, Either};
+
+/// Lifecycle events kept for [`Transport::next_event`]; the oldest are dropped past this.
+const EVENT_QUEUE: usize = 1024;
+
+/// A member of one room: WebRTC data channels to every other member, negotiated through the
+/// signaling server.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), miaou_transport::Error> {
+/// use miaou_transport::{Event, Transport, TransportConfig};
+/// let config = TransportConfig::builder("ws://127.0.0.1:8080/ws", "lobby").build()?;
+/// let transport = Transport::connect(config).await?;
+/// while let Some(event) = transport.next_event().await {
+///     if let Event::PeerConnected(peer) = event {
+///         transport.send_text(&peer, "hello").await?;
+///         let reply = transport.recv().await.expect("open transport");
+///         println!("{} says {:?}", reply.from, reply.as_text());
+///         break;
+///     }
+/// }
+/// transport.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct Transport {
+    peer_id: PeerId,
+    room: String,
+    close_timeout_ms: u64,
+    links: LinkTable,
+    messages: async_channel::Receiver<Message>,
+    events: async_channel::Receiver<Event>,
+    commands: async_channel::Sender<Command>,
+}
+
+impl Transport {
+    /// Connects to the signaling server, joins the room and starts negotiating with every peer
+    /// in it. Returns once the server has welcomed us; channels open afterwards
+    /// ([`Event::PeerConnected`]).
+    ///
+    /// Errors: [`Error::Config`], [`Error::Signaling`] (server unreachable or closed),
+    /// [`Error::Rejected`] (e.g. room full), [`Error::Timeout`] after
+    /// `config.connect_timeout_ms` without a welcome.
+    pub async fn connect(config: TransportConfig) -> Result<Transport> {
+        config.validate()?;
+        let (signal_tx, from_bridge) = backend::connect_signaling(&config.signaling_url).await?;
+        let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: config.room.clone() };
+        signal_tx.send(join.to_json()).await.map_err(|_| closed_early(&config))?;
+        let welcome = wait_for_welcome(&from_bridge, &config);
+        let timeout = backend::sleep_ms(config.connect_timeout_ms);
+        let (peer_id, peers) = match future::select(Box::pin(welcome), Box::pin(timeout)).await {
+            Either::Left((result, _)) => result?,
+            Either::Right(_) => {
+                return Err(Error::Timeout {
+                    what: format!("welcome from {}", config.signaling_url),
+                    ms: config.connect_timeout_ms,
+                })
+            }
+        };
+        let (message_tx, messages) = async_channel::bounded(config.receive_queue_messages);
+        let (event_tx, events) = async_channel::bounded(EVENT_QUEUE);
+        let (rtc_tx, rtc_rx) = async_channel::bounded(256);
+        let (commands, command_rx) = async_channel::bounded(16);
+        let links = LinkTable::default();
+        let room = config.room.clone();
+        let close_timeout_ms = config.close_timeout_ms;
+        let sinks = Sinks { messages: message_tx, events: event_tx };
+        let driver = Driver::new(config, signal_tx, rtc_tx, links.clone(), sinks);
+        backend::spawn(driver.run(peers, from_bridge, rtc_rx, command_rx));
+        Ok(Transport { peer_id, room, close_timeout_ms, links, messages, events, commands })
+    }
+
+    /// Our peer id, assigned by the signaling server.
+    pub fn peer_id(&self) -> &PeerId {
+        &self.peer_id
+    }
+
+    /// The room we joined.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// Peers with an open data channel, sorted.
+    pub fn peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = lock(&self.links).keys().cloned().collect();
+        peers.sort();
+        peers
+    }
+
+    /// The next lifecycle event; `None` once the transport is closed.
+    pub async fn next_event(&self) -> Option<Event> {
+        self.events.recv().await.ok()
+    }
+
+    /// The next message from any peer, in arrival order (per peer: send order on a reliable
+    /// channel); `None` once the transport is closed.
+    pub async fn recv(&self) -> Option<Message> {
+        self.messages.recv().await.ok()
+    }
+
+    /// Sends `data` to `peer` as one message (binary). Waits while the channel's send buffer
+    /// is full (backpressure); returns when every frame is handed to the data channel.
+    ///
+    /// Errors: [`Error::PeerNotConnected`], [`Error::Codec`] (message larger than
+    /// `max_message_size`), [`Error::Rtc`] (the channel failed).
+    pub async fn send(&self, peer: &PeerId, data: impl Into<Bytes>) -> Result<()> {
+        self.send_payload(peer, data.into(), false).await
+    }
+
+    /// Sends `text` to `peer` as a text message (a string in the browser API).
+    pub async fn send_text(&self, peer: &PeerId, text: &str) -> Result<()> {
+        self.send_payload(peer, Bytes::copy_from_slice(text.as_bytes()), true).await
+    }
+
+    /// Sends `data`, marked as text when `text` (the payload must then be UTF-8).
+    pub(crate) async fn send_payload(&self, peer: &PeerId, data: Bytes, text: bool) -> Result<()> {
+        self.link(peer)?.send(peer, data, text).await
+    }
+
+    /// Sends `data` to every connected peer; the first error is returned after trying all.
+    pub async fn broadcast(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.broadcast_payload(data.into(), false).await
+    }
+
+    /// Sends `text` to every connected peer as a text message.
+    pub async fn broadcast_text(&self, text: &str) -> Result<()> {
+        self.broadcast_payload(Bytes::copy_from_slice(text.as_bytes()), true).await
+    }
+
+    pub(crate) async fn broadcast_payload(&self, data: Bytes, text: bool) -> Result<()> {
+        let links: Vec<(PeerId, LinkHandle)> = lock(&self.links).iter().map(|(p, l)| (p.clone(), l.clone())).collect();
+        let sends = links.iter().map(|(peer, link)| link.send(peer, data.clone(), text));
+        future::join_all(sends).await.into_iter().collect()
+    }
+
+    fn link(&self, peer: &PeerId) -> Result<LinkHandle> {
+        lock(&self.links).get(peer).cloned().ok_or_else(|| Error::PeerNotConnected(peer.clone()))
+    }
+
+    /// Closes without losing data: every message accepted by `send` is delivered and
+    /// acknowledged (FIN / FIN_ACK, see `docs/frame.md`) before the channels close; then leaves
+    /// the room. Waits at most `close_timeout_ms` per peer. Afterwards `recv` and `next_event`
+    /// return `None` and `send` fails with [`Error::PeerNotConnected`]; closing twice is harmless.
+    ///
+    /// Errors: [`Error::Timeout`] if a peer did not acknowledge in time, [`Error::Rtc`] if a
+    /// channel failed while draining. The transport is closed in every case.
+    pub async fn close(&self) -> Result<()> {
+        let links: Vec<(PeerId, LinkHandle)> = lock(&self.links).drain().collect();
+        let closes = links.iter().map(|(peer, link)| link.close(peer, self.close_timeout_ms));
+        let result: Result<()> = future::join_all(closes).await.into_iter().collect();
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = wait.await;
+        }
+        self.messages.close();
+        self.events.close();
+        result
+    }
+}
+
+fn closed_early(config: &TransportConfig) -> Error {
+    Error::Signaling { url: config.signaling_url.clone(), reason: "connection closed before welcome".into() }
+}
+
+async fn wait_for_welcome(
+    from_bridge: &async_channel::Receiver<String>,
+    config: &TransportConfig,
+) -> Result<(PeerId, Vec<PeerId>)> {
+    loop {
+        let text = from_bridge.recv().await.map_err(|_| closed_early(config))?;
+        match ServerMessage::parse(&text)? {
+            ServerMessage::Welcome { peer_id, peers, .. } => return Ok((peer_id, peers)),
+            ServerMessage::Error { code, message } => return Err(Error::Rejected { code, message }),
+            other => tracing::debug!("ignored before welcome: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The JavaScript API: a thin `#[wasm_bindgen]` wrapper over [`crate::Transport`].
+//!
+//! ```js
+//! import init, { Transport } from "miaou-transport";
+//! await init();
+//! const t = await Transport.connect({ signal: "ws://127.0.0.1:8080/ws", room: "lobby" });
+//! t.onPeer((e) => console.log(e.type, e.peerId));
+//! t.onMessage((peerId, data) => console.log(peerId, data)); // string or Uint8Array
+//! await t.send(peerId, "hello");
+//! await t.close();
+//! ```
+
+use crate::config::{ChannelKind, IceServer, TransportConfig};
+use crate::error::Error;
+use crate::event::Event;
+use crate::signaling::protocol::PeerId;
+use crate::transport::Transport;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `Transport.connect`. Sizes in bytes, times in milliseconds. */
+export interface TransportOptions {
+  /** Signaling server WebSocket URL, e.g. "ws://127.0.0.1:8080/ws". */
+  signal: string;
+  /** Room to join (1..64 bytes). */
+  room: string;
+  /** ICE servers, as in RTCConfiguration.iceServers. Default: none. */
+  iceServers?: { urls: string | string[]; username?: string; credential?: string }[];
+  /** "reliable" (ordered, default) or "unreliable" (unordered, maxRetransmits 0). */
+  channel?: "reliable" | "unreliable";
+  /** Largest message accepted by send, bytes (default 64 MiB). */
+  maxMessageSize?: number;
+  /** Largest frame put on the data channel, bytes (default 16 KiB). */
+  maxFrameSize?: number;
+  /** How long connect waits for the signaling server, ms (default 10000). */
+  connectTimeoutMs?: number;
+  /** How long close waits for peers to acknowledge delivery, ms (default 10000). */
+  closeTimeoutMs?: number;
+}
+/** A peer lifecycle event passed to `onPeer`. */
+export interface PeerEvent {
+  type: "joined" | "connected" | "disconnected" | "left" | "error";
+  peerId?: string;
+  reason?: string;
+}
+"#;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Options {
+    signal: String,
+    room: String,
+    #[serde(default)]
+    ice_servers: Vec<JsIceServer>,
+    #[serde(default)]
+    channel: Option<String>,
+    max_message_size: Option<usize>,
+    max_frame_size: Option<usize>,
+    connect_timeout_ms: Option<u64>,
+    close_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct JsIceServer {
+    urls: Urls,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    credential: String,
+}
+
+impl Options {
+    fn into_config(self) -> Result<TransportConfig, Error> {
+        let mut builder = TransportConfig::builder(self.signal, self.room);
+        for server in self.ice_servers {
+            let urls = match server.urls {
+                Urls::One(url) => vec![url],
+                Urls::Many(urls) => urls,
+            };
+            builder = builder.ice_server(IceServer { urls, username: server.username, credential: server.credential });
+        }
+        builder = builder.channel(match self.channel.as_deref() {
+            None | Some("reliable") => ChannelKind::Reliable,
+            Some("unreliable") => ChannelKind::Unreliable,
+            Some(other) => return Err(Error::Config(format!("channel must be \"reliable\" or \"unreliable\", got {other:?}"))),
+        });
+        if let Some(bytes) = self.max_message_size {
+            builder = builder.max_message_size(bytes);
+        }
+        if let Some(bytes) = self.max_frame_size {
+            builder = builder.max_frame_size(bytes);
+        }
+        if let Some(ms) = self.connect_timeout_ms {
+            builder = builder.connect_timeout_ms(ms);
+        }
+        if let Some(ms) = self.close_timeout_ms {
+            builder = builder.close_timeout_ms(ms);
+        }
+        builder.build()
+    }
+}
+
+/// A JavaScript `Error` named `MiaouError` carrying the Rust error's message.
+fn js_error(error: Error) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    js.set_name("MiaouError");
+    js.into()
+}
+
+/// Payload from JavaScript: a string is sent as text, bytes as binary.
+fn payload(data: &JsValue) -> Result<(Bytes, bool), JsValue> {
+    if let Some(text) = data.as_string() {
+        return Ok((Bytes::from(text.into_bytes()), true));
+    }
+    if let Some(bytes) = data.dyn_ref::<js_sys::Uint8Array>() {
+        return Ok((Bytes::from(bytes.to_vec()), false));
+    }
+    if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok((Bytes::from(js_sys::Uint8Array::new(buffer).to_vec()), false));
+    }
+    Err(js_error(Error::Config("data must be a string, Uint8Array or ArrayBuffer".into())))
+}
+
+fn peer_event(event: &Event) -> JsValue {
+    let object = js_sys::Object::new();
+    let set = |key: &str, value: &str| {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &JsValue::from_str(value));
+    };
+    match event {
+        Event::PeerJoined(peer) => {
+            set("type", "joined");
+            set("peerId", peer.as_str());
+        }
+        Event::PeerConnected(peer) => {
+            set("type", "connected");
+            set("peerId", peer.as_str());
+        }
+        Event::PeerDisconnected { peer, reason } => {
+            set("type", "disconnected");
+            set("peerId", peer.as_str());
+            if let Some(reason) = reason {
+                set("reason", &reason.to_string());
+            }
+        }
+        Event::PeerLeft(peer) => {
+            set("type", "left");
+            set("peerId", peer.as_str());
+        }
+        Event::Error(error) => {
+            set("type", "error");
+            set("reason", &error.to_string());
+        }
+    }
+    object.into()
+}
+
+/// Calls `callback`, logging (not propagating) an exception thrown by application code.
+fn call(callback: &js_sys::Function, args: &[JsValue]) {
+    let array: js_sys::Array = args.iter().collect();
+    if let Err(e) = callback.apply(&JsValue::NULL, &array) {
+        web_sys::console::error_2(&JsValue::from_str("miaou-transport: callback threw"), &e);
+    }
+}
+
+/// A member of one room, with a WebRTC data channel to every other member.
+#[wasm_bindgen(js_name = Transport)]
+pub struct JsTransport {
+    inner: Rc<Transport>,
+}
+
+#[wasm_bindgen(js_class = Transport)]
+impl JsTransport {
+    /// Joins `options.room` through the signaling server at `options.signal`. Resolves once
+    /// the server welcomed us; rejects with a `MiaouError` on bad options or an unreachable
+    /// server.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Transport>")]
+    pub fn connect(#[wasm_bindgen(unchecked_param_type = "TransportOptions")] options: JsValue) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            let options: Options = serde_wasm_bindgen::from_value(options)
+                .map_err(|e| js_error(Error::Config(format!("bad options: {e}"))))?;
+            let config = options.into_config().map_err(js_error)?;
+            let transport = Transport::connect(config).await.map_err(js_error)?;
+            Ok(JsTransport { inner: Rc::new(transport) }.into())
+        })
+    }
+
+    /// Our peer id, assigned by the signaling server.
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.inner.peer_id().to_string()
+    }
+
+    /// The room joined.
+    #[wasm_bindgen(getter)]
+    pub fn room(&self) -> String {
+        self.inner.room().to_owned()
+    }
+
+    /// Ids of the peers with an open data channel.
+    pub fn peers(&self) -> Vec<String> {
+        self.inner.peers().into_iter().map(|p| p.0).collect()
+    }
+
+    /// Registers the message handler `(peerId: string, data: string | Uint8Array) => void`;
+    /// text messages arrive as strings. Messages received before this call are kept (up to
+    /// the receive queue) and delivered to the first handler.
+    #[wasm_bindgen(js_name = onMessage)]
+    pub fn on_message(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(peerId: string, data: string | Uint8Array) => void")]
+        callback: js_sys::Function,
+    ) {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::spawn_local(async move {
+            while let Some(message) = inner.recv().await {
+                let data = match (message.text, std::str::from_utf8(&message.data)) {
+                    (true, Ok(text)) => JsValue::from_str(text),
+                    _ => js_sys::Uint8Array::from(&message.data[..]).into(),
+                };
+                call(&callback, &[JsValue::from_str(message.from.as_str()), data]);
+            }
+        });
+    }
+
+    /// Registers the peer event handler `(event: PeerEvent) => void`.
+    #[wasm_bindgen(js_name = onPeer)]
+    pub fn on_peer(&self, #[wasm_bindgen(unchecked_param_type = "(event: PeerEvent) => void")] callback: js_sys::Function) {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::spawn_local(async move {
+            while let Some(event) = inner.next_event().await {
+                call(&callback, &[peer_event(&event)]);
+            }
+        });
+    }
+
+    /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. Resolves when
+    /// handed to the data channel; waits while its buffer is full.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn send(
+        &self,
+        #[wasm_bindgen(js_name = peerId)] peer_id: String,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] data: JsValue,
+    ) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        let prepared = payload(&data);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (bytes, text) = prepared?;
+            let peer = PeerId(peer_id);
+            inner.send_payload(&peer, bytes, text).await.map(|()| JsValue::UNDEFINED).map_err(js_error)
+        })
+    }
+
+    /// Sends `data` to every connected peer.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn broadcast(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] data: JsValue,
+    ) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        let prepared = payload(&data);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (bytes, text) = prepared?;
+            inner.broadcast_payload(bytes, text).await.map(|()| JsValue::UNDEFINED).map_err(js_error)
+        })
+    }
+
+    /// Delivers everything sent so far, then closes every channel and leaves the room.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            inner.close().await.map(|()| JsValue::UNDEFINED).map_err(js_error)
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! Browser backend: the browser's own `RTCPeerConnection` and `WebSocket` through web-sys, and
+//! the JavaScript API ([`js_api`]). Thin: it only adapts browser objects to the functions and
+//! types the shared session expects.
+
+pub mod js_api;
+mod rtc;
+mod signaling_socket;
+
+pub(crate) use rtc::{RtcChannel, RtcPeer};
+pub(crate) use signaling_socket::connect_signaling;
+
+use std::future::Future;
+
+/// Runs `future` on the page's event loop.
+pub(crate) fn spawn(future: impl Future<Output = ()> + 'static) {
+    wasm_bindgen_futures::spawn_local(future);
+}
+
+/// Waits `ms` milliseconds (setTimeout).
+pub(crate) async fn sleep_ms(ms: u64) {
+    gloo_timers::future::TimeoutFuture::new(u32::try_from(ms).unwrap_or(u32::MAX)).await;
+}
+
+/// Milliseconds on the page's clock (`Date.now()`; only differences are used).
+pub(crate) fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// Text of a thrown JavaScript value, for error messages.
+pub(crate) fn js_text(value: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    if let Some(error) = value.dyn_ref::<js_sys::Error>() {
+        return String::from(error.message());
+    }
+    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+}

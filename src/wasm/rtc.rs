@@ -1,0 +1,295 @@
+//! One browser `RTCPeerConnection` per remote peer, with one data channel.
+
+use super::js_text;
+use crate::config::{ChannelKind, TransportConfig};
+use crate::error::{Error, Result};
+use crate::session::RtcEvent;
+use crate::signaling::protocol::{PeerId, Signal};
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
+    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
+};
+
+/// Received frames buffered per channel. A browser data channel cannot be paused, so past this
+/// the channel is reset with [`Error::ReceiveOverflow`] rather than losing a frame silently.
+const FRAME_QUEUE: usize = 8192;
+
+/// Callbacks registered on browser objects; kept alive here and detached on close.
+#[derive(Default)]
+struct Callbacks {
+    channels: Vec<RtcDataChannel>,
+    closures: Vec<Box<dyn std::any::Any>>,
+}
+
+/// A peer connection to one remote peer.
+pub(crate) struct RtcPeer {
+    pc: RtcPeerConnection,
+    peer: PeerId,
+    kind: ChannelKind,
+    events: async_channel::Sender<RtcEvent>,
+    callbacks: Rc<RefCell<Callbacks>>,
+}
+
+/// Delivers an event without ever dropping it: a full queue defers it to a task.
+fn post(events: &async_channel::Sender<RtcEvent>, event: RtcEvent) {
+    if let Err(async_channel::TrySendError::Full(event)) = events.try_send(event) {
+        let events = events.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = events.send(event).await;
+        });
+    }
+}
+
+impl RtcPeer {
+    /// Creates the peer connection with the configured ICE servers (default none).
+    pub(crate) async fn new(
+        config: &TransportConfig,
+        peer: PeerId,
+        events: async_channel::Sender<RtcEvent>,
+    ) -> Result<Self> {
+        let rtc_config = RtcConfiguration::new();
+        let servers = js_sys::Array::new();
+        for server in &config.ice_servers {
+            let ice = RtcIceServer::new();
+            let urls: js_sys::Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
+            ice.set_urls(&urls);
+            if !server.username.is_empty() {
+                ice.set_username(&server.username);
+                ice.set_credential(&server.credential);
+            }
+            servers.push(&ice);
+        }
+        rtc_config.set_ice_servers(&servers);
+        let pc = RtcPeerConnection::new_with_configuration(&rtc_config)
+            .map_err(|e| Error::Rtc { peer: peer.clone(), reason: js_text(&e) })?;
+        let this = RtcPeer { pc, peer, kind: config.channel, events, callbacks: Rc::default() };
+        this.forward_candidates();
+        this.watch_connection_state();
+        this.accept_remote_channels();
+        Ok(this)
+    }
+
+    fn keep(&self, closure: impl std::any::Any) {
+        self.callbacks.borrow_mut().closures.push(Box::new(closure));
+    }
+
+    fn forward_candidates(&self) {
+        let (events, peer) = (self.events.clone(), self.peer.clone());
+        let closure = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(move |event: RtcPeerConnectionIceEvent| {
+            let Some(candidate) = event.candidate() else { return };
+            if candidate.candidate().is_empty() {
+                return; // end-of-candidates marker
+            }
+            let signal = Signal::Candidate {
+                candidate: candidate.candidate(),
+                sdp_mid: candidate.sdp_mid(),
+                sdp_m_line_index: candidate.sdp_m_line_index(),
+            };
+            post(&events, RtcEvent::LocalCandidate { peer: peer.clone(), signal });
+        });
+        self.pc.set_onicecandidate(Some(closure.as_ref().unchecked_ref()));
+        self.keep(closure);
+    }
+
+    fn watch_connection_state(&self) {
+        let (events, peer, pc) = (self.events.clone(), self.peer.clone(), self.pc.clone());
+        let closure = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            if pc.connection_state() == RtcPeerConnectionState::Failed {
+                let reason = Some("ICE/DTLS connection failed".to_owned());
+                post(&events, RtcEvent::Closed { peer: peer.clone(), reason });
+            }
+        });
+        self.pc.set_onconnectionstatechange(Some(closure.as_ref().unchecked_ref()));
+        self.keep(closure);
+    }
+
+    fn accept_remote_channels(&self) {
+        let (events, peer, kind, callbacks) =
+            (self.events.clone(), self.peer.clone(), self.kind, Rc::clone(&self.callbacks));
+        let closure = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |event: RtcDataChannelEvent| {
+            let dc = event.channel();
+            if ChannelKind::from_label(&dc.label()) == Some(kind) {
+                wire_channel(dc, peer.clone(), events.clone(), &callbacks);
+            } else {
+                tracing::warn!(%peer, label = %dc.label(), "ignoring data channel with unknown label");
+            }
+        });
+        self.pc.set_ondatachannel(Some(closure.as_ref().unchecked_ref()));
+        self.keep(closure);
+    }
+
+    fn rtc_error(&self, e: JsValue) -> Error {
+        Error::Rtc { peer: self.peer.clone(), reason: js_text(&e) }
+    }
+
+    /// Creates our data channel and an offer; returns the SDP to send.
+    pub(crate) async fn create_offer(&self) -> Result<String> {
+        let init = RtcDataChannelInit::new();
+        match self.kind {
+            ChannelKind::Reliable => init.set_ordered(true),
+            ChannelKind::Unreliable => {
+                init.set_ordered(false);
+                init.set_max_retransmits(0);
+            }
+        }
+        let dc = self.pc.create_data_channel_with_data_channel_dict(self.kind.label(), &init);
+        wire_channel(dc, self.peer.clone(), self.events.clone(), &self.callbacks);
+        let offer = JsFuture::from(self.pc.create_offer()).await.map_err(|e| self.rtc_error(e))?;
+        self.set_local(offer.unchecked_into()).await
+    }
+
+    /// Applies a remote offer and returns our answer's SDP.
+    pub(crate) async fn accept_offer(&self, sdp: String) -> Result<String> {
+        self.set_remote(RtcSdpType::Offer, &sdp).await?;
+        let answer = JsFuture::from(self.pc.create_answer()).await.map_err(|e| self.rtc_error(e))?;
+        self.set_local(answer.unchecked_into()).await
+    }
+
+    /// Applies the remote answer to our offer.
+    pub(crate) async fn accept_answer(&self, sdp: String) -> Result<()> {
+        self.set_remote(RtcSdpType::Answer, &sdp).await
+    }
+
+    async fn set_remote(&self, kind: RtcSdpType, sdp: &str) -> Result<()> {
+        let description = RtcSessionDescriptionInit::new(kind);
+        description.set_sdp(sdp);
+        JsFuture::from(self.pc.set_remote_description(&description)).await.map_err(|e| self.rtc_error(e))?;
+        Ok(())
+    }
+
+    async fn set_local(&self, description: RtcSessionDescriptionInit) -> Result<String> {
+        let sdp = description.get_sdp().unwrap_or_default();
+        JsFuture::from(self.pc.set_local_description(&description)).await.map_err(|e| self.rtc_error(e))?;
+        Ok(sdp)
+    }
+
+    /// Adds a trickled remote ICE candidate.
+    pub(crate) async fn add_candidate(
+        &self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_m_line_index: Option<u16>,
+    ) -> Result<()> {
+        let init = RtcIceCandidateInit::new(&candidate);
+        init.set_sdp_mid(sdp_mid.as_deref());
+        init.set_sdp_m_line_index(sdp_m_line_index);
+        let added = self.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+        JsFuture::from(added).await.map_err(|e| self.rtc_error(e))?;
+        Ok(())
+    }
+
+    /// Closes the connection and detaches every callback, so none fires after this.
+    pub(crate) async fn close(&self) {
+        let mut callbacks = self.callbacks.borrow_mut();
+        for dc in callbacks.channels.drain(..) {
+            detach_channel(&dc);
+            dc.close();
+        }
+        self.pc.set_onicecandidate(None);
+        self.pc.set_onconnectionstatechange(None);
+        self.pc.set_ondatachannel(None);
+        self.pc.close();
+        callbacks.closures.clear();
+    }
+}
+
+fn detach_channel(dc: &RtcDataChannel) {
+    dc.set_onopen(None);
+    dc.set_onmessage(None);
+    dc.set_onclose(None);
+    dc.set_onbufferedamountlow(None);
+}
+
+/// Hooks a data channel to the session: frames into a bounded queue, open and close as events.
+fn wire_channel(
+    dc: RtcDataChannel,
+    peer: PeerId,
+    events: async_channel::Sender<RtcEvent>,
+    callbacks: &Rc<RefCell<Callbacks>>,
+) {
+    dc.set_binary_type(RtcDataChannelType::Arraybuffer);
+    let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(FRAME_QUEUE);
+    let (overflow_dc, overflow_events, overflow_peer) = (dc.clone(), events.clone(), peer.clone());
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let data = event.data();
+        let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() else {
+            tracing::warn!(peer = %overflow_peer, "ignoring a text data-channel message: frames are binary");
+            return;
+        };
+        let frame = Bytes::from(js_sys::Uint8Array::new(buffer).to_vec());
+        if frames_tx.try_send(frame).is_err() && !frames_tx.is_closed() {
+            frames_tx.close();
+            overflow_dc.close();
+            let reason = Some(Error::ReceiveOverflow(overflow_peer.clone()).to_string());
+            post(&overflow_events, RtcEvent::Closed { peer: overflow_peer.clone(), reason });
+        }
+    });
+    let (low_tx, low_rx) = async_channel::bounded::<()>(1);
+    let on_low = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        let _ = low_tx.try_send(());
+    });
+    let channel = RtcChannel { dc: dc.clone(), low: low_rx };
+    let open_state = Rc::new(RefCell::new(Some((channel, frames_rx))));
+    let (open_events, open_peer) = (events.clone(), peer.clone());
+    let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        if let Some((channel, frames)) = open_state.borrow_mut().take() {
+            post(&open_events, RtcEvent::ChannelOpen { peer: open_peer.clone(), channel, frames });
+        }
+    });
+    let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        post(&events, RtcEvent::Closed { peer: peer.clone(), reason: None });
+    });
+    dc.set_buffered_amount_low_threshold(crate::session::link::LOW_WATER_BYTES as u32);
+    dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
+    dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    let mut callbacks = callbacks.borrow_mut();
+    callbacks.channels.push(dc);
+    callbacks.closures.push(Box::new((on_message, on_low, on_open, on_close)));
+}
+
+/// Sending half of an open data channel.
+#[derive(Clone)]
+pub(crate) struct RtcChannel {
+    dc: RtcDataChannel,
+    low: async_channel::Receiver<()>,
+}
+
+impl RtcChannel {
+    /// Hands one frame to the browser. Errors carry the browser's exception text.
+    pub(crate) async fn send(&self, frame: Bytes) -> std::result::Result<(), String> {
+        self.dc.send_with_u8_array(&frame).map_err(|e| js_text(&e))
+    }
+
+    /// Bytes queued by the browser and not yet sent (`bufferedAmount`).
+    pub(crate) async fn buffered_amount(&self) -> usize {
+        self.dc.buffered_amount() as usize
+    }
+
+    /// Waits until `bufferedAmount` is at most `bytes` or the channel is no longer open.
+    pub(crate) async fn wait_buffered_amount_low(&self, bytes: usize) {
+        while self.dc.buffered_amount() as usize > bytes && self.dc.ready_state() == RtcDataChannelState::Open {
+            // The event is the fast path; the timer only guards against a missed event.
+            let woke = futures::future::select(Box::pin(self.low.recv()), Box::pin(super::sleep_ms(50)));
+            woke.await;
+        }
+    }
+
+    /// Whether the channel is still open (`readyState == "open"`).
+    pub(crate) fn is_open(&self) -> bool {
+        self.dc.ready_state() == RtcDataChannelState::Open
+    }
+
+    /// Closes the data channel.
+    pub(crate) async fn close(&self) {
+        self.dc.close();
+    }
+}
