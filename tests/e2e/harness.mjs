@@ -1,0 +1,91 @@
+// Test harness for end-to-end tests: starts real `native-demo` processes and a real headless
+// Chromium (Debian's /usr/bin/chromium through playwright-core). Run inside the network
+// namespace made by tests/scripts/in-netns.sh so Chromium gathers ICE candidates.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const nativeDemo = process.env.MIAOU_NATIVE_DEMO || path.join(repoRoot, "target/debug/native-demo");
+
+/** Resolves when `predicate()` is truthy; rejects with `what` after `ms`. */
+export async function waitFor(predicate, what, ms = 30_000, stepMs = 20) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+/** A child process whose stdout lines are collected; stderr is kept for failure reports. */
+function run(args, { name }) {
+  const proc = spawn(nativeDemo, args, { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+  const lines = [];
+  let stderr = "";
+  createInterface({ input: proc.stdout }).on("line", (line) => lines.push(line));
+  proc.stderr.on("data", (chunk) => { stderr += chunk; });
+  const exited = once(proc, "exit").then(([code, signal]) => ({ code, signal }));
+  return {
+    proc, lines, exited, name,
+    get stderr() { return stderr; },
+    /** Writes lines to stdin, respecting pipe backpressure. */
+    async writeLines(items) {
+      for (const item of items) {
+        if (!proc.stdin.write(`${item}\n`)) await once(proc.stdin, "drain");
+      }
+    },
+    endInput() { proc.stdin.end(); },
+    kill() { if (proc.exitCode === null) proc.kill("SIGKILL"); },
+  };
+}
+
+/** `native-demo serve` on a free port; resolves with its page and WebSocket URLs. */
+export async function startBridge() {
+  const bridge = run(["serve", "--addr", "127.0.0.1:0"], { name: "serve" });
+  await waitFor(() => bridge.lines.some((l) => l.startsWith("signaling: ")), "bridge start", 30_000)
+    .catch((e) => { throw new Error(`${e.message}\n${bridge.stderr}`); });
+  const ws = bridge.lines.find((l) => l.startsWith("signaling: ")).slice("signaling: ".length);
+  const http = ws.replace(/^ws:/, "http:").replace(/\/ws$/, "/");
+  return { ...bridge, ws, http, stop: () => bridge.kill() };
+}
+
+/** `native-demo join` in `room`. */
+export function startJoin(ws, room, extra = []) {
+  return run(["join", "--signal", ws, "--room", room, ...extra], { name: `join ${room}` });
+}
+
+/** Chromium flags that work headless as root with no outside network. mDNS hiding of host
+ *  candidates stays at Chromium's default (on). */
+export async function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    ],
+  });
+}
+
+/** Opens the demo chat page in `room` and waits until it joined. */
+export async function openChat(browser, http, room) {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(new Error(m.text())); });
+  await page.goto(`${http}?room=${encodeURIComponent(room)}`);
+  await waitFor(() => page.evaluate(() => Boolean(window.miaouChat)), "the page to join", 30_000)
+    .catch((e) => { throw new Error(`${e.message}; page errors: ${errors.map(String).join("; ")}`); });
+  page.miaouErrors = errors;
+  return page;
+}
+
+/** Number of peers with an open channel, as the page sees it. */
+export function pagePeers(page) {
+  return page.evaluate(() => window.miaouChat.transport.peers().length);
+}
