@@ -307,6 +307,72 @@ mod tests {
     }
 
     #[test]
+    fn every_message_has_the_documented_json_shape() {
+        // These strings are the examples of docs/signaling.md.
+        let offer = Signal::Description { sdp_type: SdpType::Offer, sdp: "v=0\r\n".into() };
+        let client = [
+            (ClientMessage::Leave, r#"{"type":"leave"}"#),
+            (
+                ClientMessage::Signal { to: "b".into(), signal: offer.clone() },
+                r#"{"type":"signal","to":"b","signal":{"kind":"description","sdpType":"offer","sdp":"v=0\r\n"}}"#,
+            ),
+        ];
+        for (m, json) in client {
+            assert_eq!(m.to_json(), json);
+            assert_eq!(ClientMessage::parse(json).unwrap(), m);
+        }
+        let server = [
+            (
+                ServerMessage::Welcome { v: 1, peer_id: "c".into(), room: "lobby".into(), peers: vec!["a".into(), "b".into()] },
+                r#"{"type":"welcome","v":1,"peerId":"c","room":"lobby","peers":["a","b"]}"#,
+            ),
+            (ServerMessage::PeerJoined { peer_id: "c".into() }, r#"{"type":"peer-joined","peerId":"c"}"#),
+            (ServerMessage::PeerLeft { peer_id: "c".into() }, r#"{"type":"peer-left","peerId":"c"}"#),
+            (
+                ServerMessage::Signal { from: "c".into(), signal: offer },
+                r#"{"type":"signal","from":"c","signal":{"kind":"description","sdpType":"offer","sdp":"v=0\r\n"}}"#,
+            ),
+            (
+                ServerMessage::error(ErrorCode::UnknownPeer, "no such peer"),
+                r#"{"type":"error","code":"unknown-peer","message":"no such peer"}"#,
+            ),
+        ];
+        for (m, json) in server {
+            assert_eq!(m.to_json(), json);
+            assert_eq!(ServerMessage::parse(json).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn error_codes_are_kebab_case() {
+        let codes = [
+            (ErrorCode::BadJson, "bad-json"),
+            (ErrorCode::TooLarge, "too-large"),
+            (ErrorCode::BadVersion, "bad-version"),
+            (ErrorCode::BadRoom, "bad-room"),
+            (ErrorCode::NotJoined, "not-joined"),
+            (ErrorCode::AlreadyJoined, "already-joined"),
+            (ErrorCode::UnknownPeer, "unknown-peer"),
+            (ErrorCode::BinaryFrame, "binary-frame"),
+            (ErrorCode::RoomFull, "room-full"),
+        ];
+        for (code, name) in codes {
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{name}\""));
+        }
+    }
+
+    #[test]
+    fn browser_candidate_json_is_accepted() {
+        // RTCIceCandidate.toJSON() may carry nulls and a usernameFragment; both are tolerated.
+        let json = r#"{"type":"signal","to":"a","signal":{"kind":"candidate","candidate":"candidate:1 1 udp 1 198.18.0.1 5000 typ host","sdpMid":null,"sdpMLineIndex":null,"usernameFragment":"abcd"}}"#;
+        let m = ClientMessage::parse(json).unwrap();
+        let ClientMessage::Signal { signal: Signal::Candidate { sdp_mid, sdp_m_line_index, .. }, .. } = m else {
+            panic!("not a candidate: {m:?}");
+        };
+        assert_eq!((sdp_mid, sdp_m_line_index), (None, None));
+    }
+
+    #[test]
     fn room_names_are_validated() {
         assert!(validate_room("lobby").is_ok());
         assert!(validate_room("").is_err());

@@ -1,0 +1,553 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Integration tests of the signaling bridge: real WebSocket clients (tokio-tungstenite) and raw
+//! HTTP requests against `serve()` on 127.0.0.1 with a free port. Loopback only.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use miaou_transport::signaling::bridge::{serve, Bridge, BridgeConfig};
+use miaou_transport::signaling::protocol::{
+    ClientMessage, ErrorCode, PeerId, SdpType, ServerMessage, Signal, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+/// Upper bound for anything the bridge should do promptly.
+const PROMPT: Duration = Duration::from_secs(5);
+/// How long "nothing arrives" is watched for.
+const QUIET: Duration = Duration::from_millis(300);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn start_with(max_peers_per_room: usize, www_dir: Option<PathBuf>, pkg_dir: Option<PathBuf>) -> Bridge {
+    let config = BridgeConfig {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        www_dir,
+        pkg_dir,
+        max_peers_per_room,
+    };
+    serve(config).await.expect("bridge binds 127.0.0.1:0")
+}
+
+async fn start() -> Bridge {
+    start_with(64, None, None).await
+}
+
+/// What a client observed next on its socket.
+#[derive(Debug)]
+enum Seen {
+    Msg(ServerMessage),
+    Closed(Option<CloseFrame>),
+    /// The stream ended or failed without a close frame.
+    Ended,
+}
+
+struct Client {
+    ws: Ws,
+}
+
+impl Client {
+    async fn connect(bridge: &Bridge) -> Client {
+        let (ws, _) = tokio::time::timeout(PROMPT, connect_async(bridge.ws_url()))
+            .await
+            .expect("connect in time")
+            .expect("WebSocket handshake");
+        Client { ws }
+    }
+
+    /// Connects and joins `room`; returns the client, its id and the peers in its welcome.
+    async fn join(bridge: &Bridge, room: &str) -> (Client, PeerId, Vec<PeerId>) {
+        let mut c = Client::connect(bridge).await;
+        c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into() }).await;
+        let (id, peers) = c.welcome(room).await;
+        (c, id, peers)
+    }
+
+    async fn send(&mut self, m: &ClientMessage) {
+        self.send_text(m.to_json()).await;
+    }
+
+    async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.expect("send text");
+    }
+
+    async fn next(&mut self, within: Duration) -> Option<Seen> {
+        loop {
+            let frame = match tokio::time::timeout(within, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(frame) => frame,
+            };
+            return Some(match frame {
+                Some(Ok(Message::Text(t))) => {
+                    Seen::Msg(ServerMessage::parse(t.as_str()).unwrap_or_else(|e| panic!("bridge sent invalid JSON {t}: {e}")))
+                }
+                Some(Ok(Message::Close(frame))) => Seen::Closed(frame),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("bridge sent a non-text frame: {other:?}"),
+                Some(Err(_)) | None => Seen::Ended,
+            });
+        }
+    }
+
+    async fn recv(&mut self) -> ServerMessage {
+        match self.next(PROMPT).await {
+            Some(Seen::Msg(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    async fn welcome(&mut self, room: &str) -> (PeerId, Vec<PeerId>) {
+        match self.recv().await {
+            ServerMessage::Welcome { v, peer_id, room: r, peers } => {
+                assert_eq!(v, PROTOCOL_VERSION);
+                assert_eq!(r, room);
+                assert!(!peer_id.as_str().is_empty());
+                (peer_id, peers)
+            }
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    async fn expect_error(&mut self, expected: ErrorCode) {
+        match self.recv().await {
+            ServerMessage::Error { code, message } => {
+                assert_eq!(code, expected, "{message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("expected error {expected:?}, got {other:?}"),
+        }
+    }
+
+    async fn expect_quiet(&mut self) {
+        if let Some(seen) = self.next(QUIET).await {
+            panic!("expected nothing, got {seen:?}");
+        }
+    }
+}
+
+fn offer(sdp: &str) -> Signal {
+    Signal::Description { sdp_type: SdpType::Offer, sdp: sdp.into() }
+}
+
+fn signal(to: &PeerId, signal: Signal) -> ClientMessage {
+    ClientMessage::Signal { to: to.clone(), signal }
+}
+
+#[tokio::test]
+async fn join_is_welcomed_with_the_peers_already_there() {
+    let bridge = start().await;
+    let (_a, a, peers_a) = Client::join(&bridge, "lobby").await;
+    assert!(peers_a.is_empty(), "{peers_a:?}");
+    let (_b, b, peers_b) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers_b, vec![a.clone()]);
+    let (_c, c, peers_c) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers_c, vec![a.clone(), b.clone()], "join order");
+    assert!(a != b && b != c && a != c);
+}
+
+#[tokio::test]
+async fn peers_hear_of_joins_and_of_closes() {
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    let (b, b_id, _) = Client::join(&bridge, "lobby").await;
+    assert_eq!(a.recv().await, ServerMessage::PeerJoined { peer_id: b_id.clone() });
+    let (mut c, c_id, _) = Client::join(&bridge, "lobby").await;
+    assert_eq!(a.recv().await, ServerMessage::PeerJoined { peer_id: c_id.clone() });
+    let mut b = b;
+    assert_eq!(b.recv().await, ServerMessage::PeerJoined { peer_id: c_id.clone() });
+
+    // A clean WebSocket close.
+    b.ws.close(None).await.expect("close");
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id.clone() });
+    // The bridge completes the closing handshake.
+    assert!(matches!(b.next(PROMPT).await, Some(Seen::Closed(_))), "no close reply");
+    assert_eq!(c.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
+
+    // A dropped TCP connection without a close frame.
+    drop(c);
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: c_id });
+    a.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn leave_tells_the_room_and_closes_the_connection() {
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, b_id, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+    b.send(&ClientMessage::Leave).await;
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
+    match b.next(PROMPT).await {
+        Some(Seen::Closed(Some(frame))) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected a normal close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn offer_answer_and_candidates_are_relayed_with_from_set_by_the_bridge() {
+    let bridge = start().await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, b_id, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers, vec![a_id.clone()]);
+    a.recv().await; // peer-joined
+
+    // The newcomer offers; a forged `from` is ignored.
+    let forged = format!(
+        r#"{{"type":"signal","to":"{a_id}","from":"{a_id}","signal":{{"kind":"description","sdpType":"offer","sdp":"v=0 offer"}}}}"#
+    );
+    b.send_text(forged).await;
+    assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id.clone(), signal: offer("v=0 offer") });
+
+    let answer = Signal::Description { sdp_type: SdpType::Answer, sdp: "v=0 answer".into() };
+    a.send(&signal(&b_id, answer.clone())).await;
+    assert_eq!(b.recv().await, ServerMessage::Signal { from: a_id.clone(), signal: answer });
+
+    let candidate = |n: u16| Signal::Candidate {
+        candidate: format!("candidate:{n} 1 udp 2122260223 198.18.0.1 {} typ host", 50000 + n),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    for n in 0..3 {
+        b.send(&signal(&a_id, candidate(n))).await;
+        a.send(&signal(&b_id, candidate(10 + n))).await;
+    }
+    for n in 0..3 {
+        assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id.clone(), signal: candidate(n) });
+        assert_eq!(b.recv().await, ServerMessage::Signal { from: a_id.clone(), signal: candidate(10 + n) });
+    }
+    // End-of-candidates: empty candidate string, no mid/index.
+    let end = Signal::Candidate { candidate: String::new(), sdp_mid: None, sdp_m_line_index: None };
+    b.send(&signal(&a_id, end.clone())).await;
+    assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id, signal: end });
+}
+
+#[tokio::test]
+async fn signal_to_an_unknown_peer_is_rejected() {
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    a.send(&signal(&PeerId::from("nobody"), offer("x"))).await;
+    a.expect_error(ErrorCode::UnknownPeer).await;
+    // The connection stays usable.
+    let (_b, b_id, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+    a.send(&signal(&b_id, offer("x"))).await;
+    a.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn signal_or_leave_before_join_is_not_joined() {
+    let bridge = start().await;
+    let (_a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let mut c = Client::connect(&bridge).await;
+    c.send(&signal(&a_id, offer("x"))).await;
+    c.expect_error(ErrorCode::NotJoined).await;
+    c.send(&ClientMessage::Leave).await;
+    c.expect_error(ErrorCode::NotJoined).await;
+}
+
+#[tokio::test]
+async fn second_join_is_already_joined() {
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    a.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "other".into() }).await;
+    a.expect_error(ErrorCode::AlreadyJoined).await;
+}
+
+#[tokio::test]
+async fn bad_json_is_answered_and_the_connection_survives() {
+    let bridge = start().await;
+    let mut c = Client::connect(&bridge).await;
+    for text in ["{", "not json", r#"{"type":"teleport"}"#, r#"{"type":"join","room":"x"}"#, "[]"] {
+        c.send_text(text.into()).await;
+        c.expect_error(ErrorCode::BadJson).await;
+    }
+    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "lobby".into() }).await;
+    c.welcome("lobby").await;
+}
+
+#[tokio::test]
+async fn other_protocol_versions_are_rejected() {
+    let bridge = start().await;
+    let mut c = Client::connect(&bridge).await;
+    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION + 1, room: "lobby".into() }).await;
+    c.expect_error(ErrorCode::BadVersion).await;
+    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "lobby".into() }).await;
+    c.welcome("lobby").await;
+}
+
+#[tokio::test]
+async fn invalid_room_names_are_rejected() {
+    let bridge = start().await;
+    let mut c = Client::connect(&bridge).await;
+    for room in [String::new(), "x".repeat(65), "a\u{7}b".into()] {
+        c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room }).await;
+        c.expect_error(ErrorCode::BadRoom).await;
+    }
+}
+
+#[tokio::test]
+async fn full_room_is_rejected() {
+    let bridge = start_with(2, None, None).await;
+    let (_a, _, _) = Client::join(&bridge, "small").await;
+    let (_b, _, _) = Client::join(&bridge, "small").await;
+    let mut c = Client::connect(&bridge).await;
+    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "small".into() }).await;
+    c.expect_error(ErrorCode::RoomFull).await;
+}
+
+#[tokio::test]
+async fn slightly_oversized_message_gets_too_large_and_the_connection_survives() {
+    let bridge = start().await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, _, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+    let big = signal(&a_id, offer(&"x".repeat(MAX_MESSAGE_BYTES + 1024))).to_json();
+    assert!(big.len() > MAX_MESSAGE_BYTES);
+    b.send_text(big).await;
+    b.expect_error(ErrorCode::TooLarge).await;
+    a.expect_quiet().await;
+    // Still served.
+    b.send(&signal(&a_id, offer("small"))).await;
+    assert!(matches!(a.recv().await, ServerMessage::Signal { .. }));
+}
+
+#[tokio::test]
+async fn huge_message_is_refused_and_the_bridge_keeps_serving() {
+    let bridge = start().await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, b_id, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+    let huge = signal(&a_id, offer(&"x".repeat(1024 * 1024))).to_json();
+    // The bridge may reset the socket before the client finished writing; that is a refusal too.
+    let _ = b.ws.send(Message::text(huge)).await;
+    let mut refused = false;
+    while let Some(seen) = b.next(PROMPT).await {
+        match seen {
+            Seen::Msg(ServerMessage::Error { code: ErrorCode::TooLarge, .. }) => refused = true,
+            Seen::Closed(_) | Seen::Ended => {
+                refused = true;
+                break;
+            }
+            Seen::Msg(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(refused, "no too-large error and no close within {PROMPT:?}");
+    // The other peer hears that the sender is gone, received nothing else, and the bridge
+    // still serves new clients in that room.
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
+    let (_c, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers, vec![a_id]);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn binary_frames_are_rejected() {
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    a.ws.send(Message::binary(vec![1u8, 2, 3])).await.expect("send binary");
+    a.expect_error(ErrorCode::BinaryFrame).await;
+    // Still joined: a newcomer lists it.
+    let (_b, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers.len(), 1);
+}
+
+#[tokio::test]
+async fn rooms_are_isolated() {
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "one").await;
+    let (mut c, c_id, peers_c) = Client::join(&bridge, "two").await;
+    assert!(peers_c.is_empty(), "{peers_c:?}");
+    a.expect_quiet().await; // no peer-joined across rooms
+    let (_b, b_id, peers_b) = Client::join(&bridge, "one").await;
+    assert_eq!(peers_b.len(), 1);
+    assert_eq!(a.recv().await, ServerMessage::PeerJoined { peer_id: b_id.clone() });
+    c.expect_quiet().await;
+    // Signals cannot cross rooms either.
+    c.send(&signal(&b_id, offer("x"))).await;
+    c.expect_error(ErrorCode::UnknownPeer).await;
+    a.send(&signal(&c_id, offer("x"))).await;
+    a.expect_error(ErrorCode::UnknownPeer).await;
+}
+
+#[tokio::test]
+async fn concurrent_joins_see_each_other_exactly_once() {
+    let bridge = start().await;
+    for round in 0..10 {
+        let room = format!("race-{round}");
+        let mut x = Client::connect(&bridge).await;
+        let mut y = Client::connect(&bridge).await;
+        let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: room.clone() };
+        tokio::join!(x.send(&join), y.send(&join));
+        let ((x_id, x_peers), (y_id, y_peers)) = tokio::join!(x.welcome(&room), y.welcome(&room));
+        let x_saw_y = x_peers == vec![y_id.clone()];
+        let y_saw_x = y_peers == vec![x_id.clone()];
+        assert!(x_saw_y != y_saw_x, "round {round}: exactly one welcome lists the other: {x_peers:?} {y_peers:?}");
+        // The one that came first hears of the other by peer-joined, and vice versa not.
+        let (first, newcomer) = if x_saw_y { (&mut y, &x_id) } else { (&mut x, &y_id) };
+        assert_eq!(first.recv().await, ServerMessage::PeerJoined { peer_id: newcomer.clone() });
+        let second = if x_saw_y { &mut x } else { &mut y };
+        second.expect_quiet().await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_disconnected_without_hurting_others() {
+    let bridge = start().await;
+    let (slow, slow_id, _) = Client::join(&bridge, "lobby").await;
+    let (b, _, _) = Client::join(&bridge, "lobby").await;
+    let (mut b_tx, mut b_rx) = b.ws.split();
+    // `slow` never reads again. Flood it through the bridge until the bridge gives up on it;
+    // bounded in count (~120 MB at most) and in time.
+    let payload = "x".repeat(60 * 1024);
+    let flood = async {
+        for _ in 0..2000 {
+            let m = signal(&slow_id, offer(&payload)).to_json();
+            if b_tx.send(Message::text(m)).await.is_err() {
+                break;
+            }
+        }
+    };
+    let watch = async {
+        while let Some(Ok(frame)) = b_rx.next().await {
+            if let Message::Text(t) = frame {
+                if let Ok(ServerMessage::PeerLeft { peer_id }) = ServerMessage::parse(t.as_str()) {
+                    return Some(peer_id);
+                }
+            }
+        }
+        None
+    };
+    // Well under the bridge's 10 s write timeout, so this is the full-queue rule at work and
+    // not the stalled-write one.
+    let left = tokio::time::timeout(Duration::from_secs(8), async {
+        tokio::select! {
+            left = watch => left,
+            _ = flood => None,
+        }
+    })
+    .await
+    .expect("the slow client is dropped in time");
+    assert_eq!(left, Some(slow_id.clone()));
+    // Others are still served.
+    let (_c, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers.len(), 1, "only b remains: {peers:?}");
+    drop(slow);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_and_stops_listening() {
+    let bridge = start().await;
+    let url = bridge.ws_url();
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    tokio::time::timeout(PROMPT * 2, bridge.shutdown()).await.expect("shutdown in time");
+    match a.next(PROMPT).await {
+        Some(Seen::Closed(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    assert!(connect_async(url).await.is_err(), "nothing listens after shutdown");
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("miaou-bridge-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct HttpResponse {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A minimal HTTP/1.1 GET (no client crate needed for a loopback test).
+async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PROMPT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII headers");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    assert!(!headers.contains_key("transfer-encoding"), "test client reads only plain bodies");
+    HttpResponse { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+#[tokio::test]
+async fn serves_www_and_pkg_with_the_right_content_types() {
+    let www = TempDir::new();
+    let pkg = TempDir::new();
+    std::fs::write(www.0.join("index.html"), "<!doctype html><title>miaou</title>").expect("write");
+    std::fs::write(www.0.join("app.js"), "export const x = 1;").expect("write");
+    let wasm = b"\0asm\x01\0\0\0".to_vec();
+    std::fs::write(pkg.0.join("miaou_transport_bg.wasm"), &wasm).expect("write");
+    std::fs::write(pkg.0.join("miaou_transport.js"), "export default 1;").expect("write");
+    let bridge = start_with(64, Some(www.0.clone()), Some(pkg.0.clone())).await;
+    let addr = bridge.local_addr();
+    assert_eq!(bridge.http_url(), format!("http://{addr}/"));
+    assert_eq!(bridge.ws_url(), format!("ws://{addr}/ws"));
+
+    let index = http_get(addr, "/").await;
+    assert_eq!(index.status, 200);
+    assert!(index.headers["content-type"].starts_with("text/html"), "{:?}", index.headers);
+    assert_eq!(index.body, b"<!doctype html><title>miaou</title>");
+
+    let js = http_get(addr, "/app.js").await;
+    assert_eq!(js.status, 200);
+    assert!(js.headers["content-type"].contains("javascript"), "{:?}", js.headers);
+
+    let module = http_get(addr, "/pkg/miaou_transport_bg.wasm").await;
+    assert_eq!(module.status, 200);
+    assert_eq!(module.headers["content-type"], "application/wasm");
+    assert_eq!(module.body, wasm);
+
+    let glue = http_get(addr, "/pkg/miaou_transport.js").await;
+    assert_eq!(glue.status, 200);
+    assert_eq!(glue.body, b"export default 1;");
+
+    // pkg files are not in www, and www files are not in pkg.
+    assert_eq!(http_get(addr, "/miaou_transport_bg.wasm").await.status, 404);
+    assert_eq!(http_get(addr, "/pkg/index.html").await.status, 404);
+    assert_eq!(http_get(addr, "/missing.html").await.status, 404);
+    // No escape from the served directory.
+    assert_ne!(http_get(addr, "/pkg/../index.html").await.status, 200);
+    assert_ne!(http_get(addr, "/%2e%2e/%2e%2e/etc/passwd").await.status, 200);
+    // /ws is only for WebSocket upgrades.
+    assert_ne!(http_get(addr, "/ws").await.status, 200);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_static_dirs_only_the_websocket_is_served() {
+    let bridge = start().await;
+    assert_eq!(http_get(bridge.local_addr(), "/").await.status, 404);
+    assert_eq!(http_get(bridge.local_addr(), "/pkg/x.wasm").await.status, 404);
+}
