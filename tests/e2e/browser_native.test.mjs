@@ -40,6 +40,12 @@ test("browser tab and native node exchange 1000 messages each way, in order", as
     assert.deepEqual(received.map(([, text]) => text), fromNative);
     assert.equal(new Set(received.map(([peer]) => peer)).size, 1);
 
+    // Chromium kept its default mDNS hiding: its host candidates were `<uuid>.local` names,
+    // and the native side still connected.
+    const candidates = await page.evaluate(() => window.localCandidates);
+    assert.ok(candidates.some((c) => / [0-9a-f-]{36}\.local /.test(c)), `no .local candidate in ${candidates}`);
+    assert.ok(!candidates.some((c) => c.includes("198.18.0.1")), `raw address leaked: ${candidates}`);
+
     node.endInput();
     const { code } = await node.exited;
     assert.equal(code, 0, `native-demo join exit code; stderr:\n${node.stderr}`);

@@ -78,6 +78,17 @@ export async function openChat(browser, http, room) {
   const errors = [];
   page.on("pageerror", (e) => errors.push(e));
   page.on("console", (m) => { if (m.type() === "error") errors.push(new Error(m.text())); });
+  // Record the page's local ICE candidates, to check what Chromium really offered.
+  await page.addInitScript(() => {
+    window.localCandidates = [];
+    const Native = window.RTCPeerConnection;
+    window.RTCPeerConnection = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener("icecandidate", (e) => e.candidate && window.localCandidates.push(e.candidate.candidate));
+      }
+    };
+  });
   await page.goto(`${http}?room=${encodeURIComponent(room)}`);
   await waitFor(() => page.evaluate(() => Boolean(window.miaouChat)), "the page to join", 30_000)
     .catch((e) => { throw new Error(`${e.message}; page errors: ${errors.map(String).join("; ")}`); });
