@@ -172,6 +172,10 @@ pub enum ErrorCode {
     BinaryFrame,
     /// The room has reached the bridge's per-room peer limit.
     RoomFull,
+    /// A code this version does not know (sent by a newer bridge); kept so that an old client
+    /// still reports the error instead of failing to parse it.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Why a signaling message could not be decoded.
@@ -370,6 +374,12 @@ mod tests {
             panic!("not a candidate: {m:?}");
         };
         assert_eq!((sdp_mid, sdp_m_line_index), (None, None));
+    }
+
+    #[test]
+    fn unknown_error_codes_from_newer_bridges_still_parse() {
+        let m = ServerMessage::parse(r#"{"type":"error","code":"rate-limited","message":"slow down"}"#).unwrap();
+        assert_eq!(m, ServerMessage::error(ErrorCode::Unknown, "slow down"));
     }
 
     #[test]

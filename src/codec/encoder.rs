@@ -1,0 +1,245 @@
+//! Sending side: splits messages into frames and numbers them.
+
+use super::frame::{Body, Control, Fragment, Frame, MAX_DATA_HEADER, MAX_FRAGMENT_HEADER};
+use super::{CodecError, CodecLimits, MIN_FRAME_SIZE};
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// Per-channel sending state: the next frame sequence number and the next message id.
+///
+/// One encoder per data channel; frames must be sent in the order of their sequence numbers
+/// (the receiver's ordered mode checks them).
+#[derive(Debug, Clone)]
+pub struct FrameEncoder {
+    limits: CodecLimits,
+    next_seq: u64,
+    next_msg_id: u64,
+}
+
+impl FrameEncoder {
+    /// A fresh encoder: first frame gets seq 0, first fragmented message gets id 0.
+    pub fn new(limits: CodecLimits) -> Self {
+        FrameEncoder {
+            limits,
+            next_seq: 0,
+            next_msg_id: 0,
+        }
+    }
+
+    /// The limits this encoder enforces.
+    pub fn limits(&self) -> &CodecLimits {
+        &self.limits
+    }
+
+    /// Sequence number the next frame will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Splits `data` into frames of at most `max_frame_size` bytes (the remote's
+    /// `a=max-message-size`, RFC 8841 §6 / RFC 8831 §6.6; see [`DEFAULT_MAX_FRAME_SIZE`](super::DEFAULT_MAX_FRAME_SIZE)).
+    ///
+    /// A message of up to `max_frame_size − 12` bytes is one unfragmented frame; a longer one
+    /// gets a new message id and is cut into fragments of exactly `max_frame_size − 42` payload
+    /// bytes (the last one shorter). The returned iterator reserves all its sequence numbers now:
+    /// send every frame it yields before any other frame of this encoder, or the receiver sees a
+    /// gap. Errors: `MessageTooLarge` (over `max_message_size`), `FrameSizeTooSmall` (under
+    /// [`MIN_FRAME_SIZE`]), `InvalidUtf8` (`text` with non-UTF-8 bytes).
+    pub fn encode_message(
+        &mut self,
+        data: Bytes,
+        text: bool,
+        max_frame_size: usize,
+    ) -> Result<Fragments, CodecError> {
+        let plan = Plan::new(self, data, text, max_frame_size)?;
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(plan.frames_left as u64);
+        Ok(Fragments { plan, seq })
+    }
+
+    /// Encodes one control frame (at most 22 bytes, below [`MIN_FRAME_SIZE`]), taking the next
+    /// sequence number.
+    pub fn encode_control(&mut self, control: Control) -> Bytes {
+        let seq = self.take_seq();
+        Frame {
+            seq,
+            body: Body::Control(control),
+        }
+        .encode()
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+}
+
+/// How one message is cut into frames; shared by [`Fragments`] (seqs reserved up front) and
+/// [`OutboundQueue`] (seqs taken at pop time).
+#[derive(Debug, Clone)]
+struct Plan {
+    data: Bytes,
+    text: bool,
+    msg_id: Option<u64>,
+    chunk: usize,
+    offset: usize,
+    frames_left: usize,
+}
+
+impl Plan {
+    fn new(
+        enc: &mut FrameEncoder,
+        data: Bytes,
+        text: bool,
+        max_frame_size: usize,
+    ) -> Result<Self, CodecError> {
+        let (len, max) = (data.len(), enc.limits.max_message_size);
+        if max_frame_size < MIN_FRAME_SIZE {
+            return Err(CodecError::FrameSizeTooSmall {
+                size: max_frame_size,
+                min: MIN_FRAME_SIZE,
+            });
+        }
+        if len > max {
+            return Err(CodecError::MessageTooLarge {
+                len: len as u64,
+                max,
+            });
+        }
+        if text && std::str::from_utf8(&data).is_err() {
+            return Err(CodecError::InvalidUtf8);
+        }
+        // Worst-case header sizes make the split independent of the seq a frame will get, so both
+        // sending paths cut a message identically.
+        let (msg_id, chunk, frames_left) = if len.saturating_add(MAX_DATA_HEADER) <= max_frame_size
+        {
+            (None, len, 1)
+        } else {
+            let chunk = max_frame_size - MAX_FRAGMENT_HEADER; // > 0: MIN_FRAME_SIZE > 42
+            let id = enc.next_msg_id;
+            enc.next_msg_id = id.wrapping_add(1);
+            (Some(id), chunk, len.div_ceil(chunk))
+        };
+        Ok(Plan {
+            data,
+            text,
+            msg_id,
+            chunk,
+            offset: 0,
+            frames_left,
+        })
+    }
+
+    fn remaining_bytes(&self) -> usize {
+        self.data.len().saturating_sub(self.offset)
+    }
+
+    /// Builds the next frame with sequence number `*seq`, then increments `*seq`.
+    fn next_frame(&mut self, seq: &mut u64) -> Option<Bytes> {
+        self.frames_left = self.frames_left.checked_sub(1)?;
+        let start = self.offset;
+        self.offset = start.saturating_add(self.chunk).min(self.data.len());
+        let fragment = self.msg_id.map(|msg_id| Fragment {
+            msg_id,
+            offset: start as u64,
+            total: self.data.len() as u64,
+        });
+        let payload = self.data.get(start..self.offset).unwrap_or_default();
+        let frame = Frame {
+            seq: *seq,
+            body: Body::Data {
+                text: self.text,
+                fragment,
+                payload,
+            },
+        }
+        .encode();
+        *seq = seq.wrapping_add(1);
+        Some(frame)
+    }
+}
+
+/// The frames of one message, built lazily (each frame copies only its own slice of the
+/// message). Owns the message and its reserved sequence numbers; does not borrow the encoder.
+/// `len()` (from [`ExactSizeIterator`]) is the number of frames still to come.
+#[derive(Debug, Clone)]
+pub struct Fragments {
+    plan: Plan,
+    seq: u64,
+}
+
+impl Iterator for Fragments {
+    type Item = Bytes;
+    fn next(&mut self) -> Option<Bytes> {
+        self.plan.next_frame(&mut self.seq)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.plan.frames_left, Some(self.plan.frames_left))
+    }
+}
+
+impl ExactSizeIterator for Fragments {}
+
+/// Round-robin scheduler: interleaves the frames of queued messages so a small message waits
+/// at most one frame per message queued ahead of it, never for a whole large transfer.
+///
+/// Sequence numbers are taken from the encoder at [`pop_frame`](Self::pop_frame) time, so
+/// control frames from [`FrameEncoder::encode_control`] may be sent between any two pops.
+/// Message ids are assigned at [`push`](Self::push) time.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundQueue {
+    queue: VecDeque<Plan>,
+    queued_bytes: usize,
+}
+
+impl OutboundQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a message; same splitting rules and errors as [`FrameEncoder::encode_message`].
+    pub fn push(
+        &mut self,
+        enc: &mut FrameEncoder,
+        data: Bytes,
+        text: bool,
+        max_frame_size: usize,
+    ) -> Result<(), CodecError> {
+        let plan = Plan::new(enc, data, text, max_frame_size)?;
+        self.queued_bytes = self.queued_bytes.saturating_add(plan.data.len());
+        self.queue.push_back(plan);
+        Ok(())
+    }
+
+    /// The next frame to send (from the message at the head of the rotation), numbered with
+    /// `enc`'s next seq; `None` when the queue is empty.
+    pub fn pop_frame(&mut self, enc: &mut FrameEncoder) -> Option<Bytes> {
+        let mut plan = self.queue.pop_front()?;
+        let before = plan.remaining_bytes();
+        let frame = plan.next_frame(&mut enc.next_seq);
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_sub(before.saturating_sub(plan.remaining_bytes()));
+        if plan.frames_left > 0 {
+            self.queue.push_back(plan);
+        }
+        frame
+    }
+
+    /// Payload bytes queued and not yet popped (headers excluded), for backpressure.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Number of messages with frames left to pop.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True when no frame is left to pop.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}

@@ -1,0 +1,181 @@
+//! One v1 frame: the header layout of docs/frame.md and its parse/encode.
+
+use super::varint::{put_varint, Reader, MAX_VARINT_LEN};
+use super::CodecError;
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The only wire version this codec reads or writes (byte 0 of every frame).
+pub const VERSION: u8 = 1;
+
+// Flags byte (byte 1): bits 0-2 = kind, bit 3 = TEXT, bit 4 = FRAGMENT, bits 5-7 reserved.
+// A kind field instead of one bit per kind leaves 3 reserved bits and makes "two kinds at once"
+// unrepresentable.
+const KIND_MASK: u8 = 0x07;
+const KIND_DATA: u8 = 0;
+const KIND_PING: u8 = 1;
+const KIND_PONG: u8 = 2;
+const KIND_FIN: u8 = 3;
+const KIND_FIN_ACK: u8 = 4;
+const KIND_RESET: u8 = 5;
+const FLAG_TEXT: u8 = 0x08;
+const FLAG_FRAGMENT: u8 = 0x10;
+const RESERVED: u8 = 0xe0;
+
+/// Largest header of an unfragmented DATA frame in bytes: version + flags + seq varint.
+pub(crate) const MAX_DATA_HEADER: usize = 2 + MAX_VARINT_LEN;
+/// Largest header of a fragment in bytes: version + flags + seq, msg_id, offset, total varints.
+/// The fragmenter budgets this much per frame so the split never depends on varint sizes.
+pub(crate) const MAX_FRAGMENT_HEADER: usize = 2 + 4 * MAX_VARINT_LEN;
+
+/// A control message (frame kinds 1..=5); it never carries application data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Control {
+    /// Liveness probe carrying an opaque nonce (e.g. a send timestamp chosen by the caller).
+    Ping(u64),
+    /// Answer to a [`Control::Ping`], echoing its nonce.
+    Pong(u64),
+    /// The sender will send no more messages on this channel (graceful close).
+    Fin,
+    /// Acknowledges a [`Control::Fin`]; the channel can now be closed.
+    FinAck,
+    /// Abort: the sender dropped its state for this channel (e.g. after a decode error).
+    Reset,
+}
+
+/// Fragment fields of a DATA frame with the FRAGMENT flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fragment {
+    /// Per-encoder id of the message this fragment belongs to (ids of fragmented messages).
+    pub msg_id: u64,
+    /// Position of this fragment's first payload byte in the message, in bytes.
+    pub offset: u64,
+    /// Length of the whole message in bytes; repeated in every fragment so that fragments
+    /// arriving in any order (unordered channels) can be bounds-checked on arrival.
+    pub total: u64,
+}
+
+/// What a frame carries after its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Body<'a> {
+    /// Application data: a whole message, or one fragment of it.
+    Data {
+        /// The message was a string (JS) / `&str`; its bytes are UTF-8.
+        text: bool,
+        /// `Some` for a fragment of a larger message.
+        fragment: Option<Fragment>,
+        /// Payload bytes: the rest of the frame.
+        payload: &'a [u8],
+    },
+    /// A control message.
+    Control(Control),
+}
+
+/// One decoded (or to-be-encoded) v1 frame; the low-level layer under
+/// [`FrameEncoder`](super::FrameEncoder) and [`FrameDecoder`](super::FrameDecoder), public for
+/// test vectors, tracing and tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Frame<'a> {
+    /// Channel-local frame sequence number: 0 for the first frame, +1 per frame sent.
+    pub seq: u64,
+    /// Kind-specific content.
+    pub body: Body<'a>,
+}
+
+impl<'a> Frame<'a> {
+    /// Parses one frame (a whole data-channel message), borrowing the payload from `bytes`.
+    ///
+    /// Stateless: sequence and fragment checks are the decoder's job. Errors: `Truncated`,
+    /// `UnsupportedVersion` (checked first, so a future version is reported as such whatever its
+    /// layout), `UnknownFlags`, `VarintOverflow`, `NonMinimalVarint`, `TrailingBytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, CodecError> {
+        let mut r = Reader(bytes);
+        let version = r.byte()?;
+        if version != VERSION {
+            return Err(CodecError::UnsupportedVersion { got: version });
+        }
+        let flags = r.byte()?;
+        let kind = flags & KIND_MASK;
+        let data_only = FLAG_TEXT | FLAG_FRAGMENT;
+        if flags & RESERVED != 0
+            || kind > KIND_RESET
+            || (kind != KIND_DATA && flags & data_only != 0)
+        {
+            return Err(CodecError::UnknownFlags { flags });
+        }
+        let seq = r.varint()?;
+        let control = match kind {
+            KIND_DATA => {
+                let fragment = if flags & FLAG_FRAGMENT != 0 {
+                    Some(Fragment {
+                        msg_id: r.varint()?,
+                        offset: r.varint()?,
+                        total: r.varint()?,
+                    })
+                } else {
+                    None
+                };
+                let text = flags & FLAG_TEXT != 0;
+                return Ok(Frame {
+                    seq,
+                    body: Body::Data {
+                        text,
+                        fragment,
+                        payload: r.rest(),
+                    },
+                });
+            }
+            KIND_PING => Control::Ping(r.varint()?),
+            KIND_PONG => Control::Pong(r.varint()?),
+            KIND_FIN => Control::Fin,
+            KIND_FIN_ACK => Control::FinAck,
+            _ => Control::Reset, // KIND_RESET: kinds above it were rejected above
+        };
+        match r.rest().len() {
+            0 => Ok(Frame {
+                seq,
+                body: Body::Control(control),
+            }),
+            len => Err(CodecError::TrailingBytes { len }),
+        }
+    }
+
+    /// Encodes the frame: header (version, flags, varints) then payload. Length in bytes is at
+    /// most 2 + 4 × 10 + payload length. Never fails: every `Frame` value is encodable.
+    pub fn encode(&self) -> Bytes {
+        let payload_len = match self.body {
+            Body::Data { payload, .. } => payload.len(),
+            Body::Control(_) => MAX_VARINT_LEN,
+        };
+        let mut out = BytesMut::with_capacity(MAX_FRAGMENT_HEADER.saturating_add(payload_len));
+        out.put_u8(VERSION);
+        let (flags, nonce) = match self.body {
+            Body::Data { text, fragment, .. } => {
+                let f = if text { FLAG_TEXT } else { 0 }
+                    | if fragment.is_some() { FLAG_FRAGMENT } else { 0 };
+                (KIND_DATA | f, None)
+            }
+            Body::Control(Control::Ping(n)) => (KIND_PING, Some(n)),
+            Body::Control(Control::Pong(n)) => (KIND_PONG, Some(n)),
+            Body::Control(Control::Fin) => (KIND_FIN, None),
+            Body::Control(Control::FinAck) => (KIND_FIN_ACK, None),
+            Body::Control(Control::Reset) => (KIND_RESET, None),
+        };
+        out.put_u8(flags);
+        put_varint(&mut out, self.seq);
+        if let Some(n) = nonce {
+            put_varint(&mut out, n);
+        }
+        if let Body::Data {
+            fragment, payload, ..
+        } = self.body
+        {
+            if let Some(f) = fragment {
+                put_varint(&mut out, f.msg_id);
+                put_varint(&mut out, f.offset);
+                put_varint(&mut out, f.total);
+            }
+            out.put_slice(payload);
+        }
+        out.freeze()
+    }
+}

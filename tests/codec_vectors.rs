@@ -1,0 +1,93 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Checks every hex vector in tests/vectors/ both ways (encode → same hex, decode → same fields,
+//! invalid → the named error); tests/wasm_codec.rs runs the same checks in the browser. Also runs
+//! the fuzz target's logic over the vector corpus, mutations of it, and fuzz/corpus if present.
+
+#[path = "common/fuzz.rs"]
+mod fuzz;
+#[path = "common/vectors.rs"]
+mod vectors;
+
+#[test]
+fn valid_vectors() {
+    let (valid, invalid) = vectors::check(vectors::VALID);
+    assert!(
+        valid >= 15 && invalid == 0,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+#[test]
+fn invalid_vectors() {
+    let (valid, invalid) = vectors::check(vectors::INVALID);
+    assert!(
+        valid == 0 && invalid >= 10,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+#[test]
+fn every_error_variant_has_an_invalid_vector() {
+    let named: Vec<&str> = vectors::parse(vectors::INVALID)
+        .iter()
+        .filter_map(|v| v.get("expect"))
+        .collect();
+    for variant in [
+        "Truncated",
+        "UnsupportedVersion",
+        "UnknownFlags",
+        "VarintOverflow",
+        "NonMinimalVarint",
+        "TrailingBytes",
+        "SequenceGap",
+        "MessageTooLarge",
+        "ReassemblyCapExceeded",
+        "FragmentOutOfOrder",
+        "DuplicateFragment",
+        "FragmentPastEnd",
+        "LengthMismatch",
+        "EmptyFragment",
+        "InvalidUtf8",
+        "FrameSizeTooSmall",
+    ] {
+        assert!(named.contains(&variant), "no vector for {variant}");
+    }
+}
+
+#[test]
+fn fuzz_smoke_over_vector_corpus() {
+    let corpus: Vec<Vec<u8>> = [vectors::VALID, vectors::INVALID]
+        .iter()
+        .flat_map(|s| vectors::corpus(s))
+        .collect();
+    for mode in 0..8 {
+        fuzz::decode_frames(&fuzz::pack(mode, &corpus));
+    }
+    // Deterministic mutations (xorshift64): flip bits, cut and splice frames.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n.max(1) as u64) as usize
+    };
+    for _ in 0..20_000 {
+        let mut frames: Vec<Vec<u8>> = (0..1 + rand(4))
+            .map(|_| corpus[rand(corpus.len())].clone())
+            .collect();
+        for f in frames.iter_mut().filter(|f| !f.is_empty()) {
+            let at = rand(f.len());
+            match rand(3) {
+                0 => f[at] ^= 1 << rand(8),
+                1 => f.truncate(at),
+                _ => f.insert(at, rand(256) as u8),
+            }
+        }
+        fuzz::decode_frames(&fuzz::pack(rand(8) as u8, &frames));
+    }
+    // Whatever cargo-fuzz found and kept (fuzz/corpus is not committed).
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/frame_decoder");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        fuzz::decode_frames(&std::fs::read(entry.path()).unwrap_or_default());
+    }
+}
