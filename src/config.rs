@@ -54,11 +54,24 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Default largest frame we send, bytes: 16 KiB, the size every browser accepts
 /// (RFC 8831 §6.6). Never more than the remote's `a=max-message-size`.
-pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024;
+pub const DEFAULT_MAX_FRAME_SIZE: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE;
 
 /// Default number of received messages held for [`crate::Transport::recv`] before the
 /// receiving side applies backpressure.
 pub const DEFAULT_RECEIVE_QUEUE_MESSAGES: usize = 1024;
+
+/// Default `bufferedAmount` above which sending pauses, bytes (1 MiB).
+pub const DEFAULT_SEND_HIGH_WATER_BYTES: usize = 1024 * 1024;
+
+/// Default `bufferedAmount` at which sending resumes, bytes (256 KiB).
+pub const DEFAULT_SEND_LOW_WATER_BYTES: usize = 256 * 1024;
+
+/// Default number of messages queued per peer before `send` waits.
+pub const DEFAULT_SEND_QUEUE_MESSAGES: usize = 64;
+
+/// Default number of received frames buffered per peer before the data channel is no longer
+/// read (native) or is reset with `Error::ReceiveOverflow` (browser, which cannot pause it).
+pub const DEFAULT_RECEIVE_QUEUE_FRAMES: usize = 1024;
 
 /// Default time `Transport::close` waits for peers to acknowledge delivery, ms.
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 10_000;
@@ -85,8 +98,17 @@ pub struct TransportConfig {
     /// Bytes of partially received messages held per peer before the reassembler refuses more
     /// (default: `max_message_size` + one frame).
     pub max_reassembly_bytes: usize,
-    /// Received messages queued for `recv` (default 1024).
+    /// Received messages queued for `recv` (default 1024); past it the peers' channels are
+    /// no longer read until the application catches up.
     pub receive_queue_messages: usize,
+    /// Received frames buffered per peer (default 1024; see [`DEFAULT_RECEIVE_QUEUE_FRAMES`]).
+    pub receive_queue_frames: usize,
+    /// Messages queued per peer before `send` waits (default 64).
+    pub send_queue_messages: usize,
+    /// `bufferedAmount` above which sending pauses, bytes (default 1 MiB).
+    pub send_high_water_bytes: usize,
+    /// `bufferedAmount` at which sending resumes (`bufferedamountlow`), bytes (default 256 KiB).
+    pub send_low_water_bytes: usize,
     /// How long `connect` waits for the bridge's welcome, ms.
     pub connect_timeout_ms: u64,
     /// How long `close` waits for peers to acknowledge everything sent, ms.
@@ -116,6 +138,10 @@ impl TransportConfig {
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
                 max_reassembly_bytes: DEFAULT_MAX_MESSAGE_SIZE + DEFAULT_MAX_FRAME_SIZE,
                 receive_queue_messages: DEFAULT_RECEIVE_QUEUE_MESSAGES,
+                receive_queue_frames: DEFAULT_RECEIVE_QUEUE_FRAMES,
+                send_queue_messages: DEFAULT_SEND_QUEUE_MESSAGES,
+                send_high_water_bytes: DEFAULT_SEND_HIGH_WATER_BYTES,
+                send_low_water_bytes: DEFAULT_SEND_LOW_WATER_BYTES,
                 connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
                 close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
             },
@@ -137,8 +163,20 @@ impl TransportConfig {
                 crate::codec::MIN_FRAME_SIZE
             )));
         }
-        if self.receive_queue_messages == 0 {
-            return Err(Error::Config("receive_queue_messages must be at least 1".into()));
+        for (name, value) in [
+            ("receive_queue_messages", self.receive_queue_messages),
+            ("receive_queue_frames", self.receive_queue_frames),
+            ("send_queue_messages", self.send_queue_messages),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if self.send_low_water_bytes > self.send_high_water_bytes {
+            return Err(Error::Config(format!(
+                "send_low_water_bytes ({}) must not exceed send_high_water_bytes ({})",
+                self.send_low_water_bytes, self.send_high_water_bytes
+            )));
         }
         for server in &self.ice_servers {
             if server.urls.is_empty() {
@@ -148,12 +186,18 @@ impl TransportConfig {
         Ok(())
     }
 
-    /// Limits handed to the frame codec for one peer.
-    pub(crate) fn codec_limits(&self) -> crate::codec::CodecLimits {
-        crate::codec::CodecLimits {
-            max_message_size: self.max_message_size,
-            max_reassembly_bytes: self.max_reassembly_bytes,
-            ordered: self.channel == ChannelKind::Reliable,
+    /// Settings of the link to a peer whose SDP advertised `remote_max_message_size` bytes.
+    pub(crate) fn link_settings(&self, remote_max_message_size: usize) -> crate::session::link::LinkSettings {
+        crate::session::link::LinkSettings {
+            limits: crate::codec::CodecLimits {
+                max_message_size: self.max_message_size,
+                max_reassembly_bytes: self.max_reassembly_bytes,
+                ordered: self.channel == ChannelKind::Reliable,
+            },
+            max_frame_size: self.max_frame_size.min(remote_max_message_size),
+            high_water_bytes: self.send_high_water_bytes,
+            low_water_bytes: self.send_low_water_bytes,
+            send_queue_messages: self.send_queue_messages,
         }
     }
 }
@@ -200,6 +244,25 @@ impl TransportConfigBuilder {
     /// Received messages queued for `recv` before backpressure.
     pub fn receive_queue_messages(mut self, messages: usize) -> Self {
         self.config.receive_queue_messages = messages;
+        self
+    }
+
+    /// Received frames buffered per peer.
+    pub fn receive_queue_frames(mut self, frames: usize) -> Self {
+        self.config.receive_queue_frames = frames;
+        self
+    }
+
+    /// Messages queued per peer before `send` waits.
+    pub fn send_queue_messages(mut self, messages: usize) -> Self {
+        self.config.send_queue_messages = messages;
+        self
+    }
+
+    /// `bufferedAmount` marks for send backpressure: pause above `high`, resume at `low`, bytes.
+    pub fn send_buffer_watermarks(mut self, low: usize, high: usize) -> Self {
+        self.config.send_low_water_bytes = low;
+        self.config.send_high_water_bytes = high;
         self
     }
 

@@ -41,6 +41,13 @@ pub enum Error {
         /// The underlying error text.
         reason: String,
     },
+    /// The peer dropped a message we sent: its reassembly memory cap
+    /// (`max_reassembly_bytes`) was exceeded or a fragment was malformed. The channel stays up.
+    #[error("peer {peer} refused a message (its reassembly cap was exceeded)")]
+    MessageRefused {
+        /// The peer that sent RESET.
+        peer: PeerId,
+    },
     /// No open data channel to this peer (never connected, or disconnected).
     #[error("peer {0} is not connected")]
     PeerNotConnected(PeerId),

@@ -183,7 +183,8 @@ proptest! {
         let results: Vec<_> = frames.iter().enumerate().filter(|(i, _)| *i != lost).map(|(_, f)| dec.decode(f)).collect();
         prop_assert!(results[..lost].iter().all(|r| r == &Ok(None)));
         prop_assert_eq!(&results[lost], &Err(CodecError::SequenceGap { expected: lost as u64, got: lost as u64 + 1 }));
-        prop_assert!(results[lost + 1..].iter().all(|r| matches!(r, Err(CodecError::FragmentOutOfOrder { .. }))), "{:?}", results);
+        // One error per loss: the rest of the broken message is skipped silently.
+        prop_assert!(results[lost + 1..].iter().all(|r| r == &Ok(None)), "{:?}", results);
         prop_assert_eq!(dec.buffered_bytes(), 0);
     }
 

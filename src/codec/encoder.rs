@@ -184,48 +184,90 @@ impl ExactSizeIterator for Fragments {}
 /// Round-robin scheduler: interleaves the frames of queued messages so a small message waits
 /// at most one frame per message queued ahead of it, never for a whole large transfer.
 ///
-/// Sequence numbers are taken from the encoder at [`pop_frame`](Self::pop_frame) time, so
-/// control frames from [`FrameEncoder::encode_control`] may be sent between any two pops.
-/// Message ids are assigned at [`push`](Self::push) time.
-#[derive(Debug, Clone, Default)]
-pub struct OutboundQueue {
-    queue: VecDeque<Plan>,
+/// Each message carries a caller's tag `T` (e.g. a completion channel), handed back by
+/// [`pop`](Self::pop) with the message's last frame, by [`abort`](Self::abort) when the peer
+/// refused it (RESET), or by [`drain`](Self::drain).
+///
+/// Sequence numbers are taken from the encoder at pop time, so control frames from
+/// [`FrameEncoder::encode_control`] may be sent between any two pops. Message ids are assigned
+/// at push time.
+#[derive(Debug, Clone)]
+pub struct OutboundQueue<T = ()> {
+    queue: VecDeque<(Plan, T)>,
     queued_bytes: usize,
 }
 
-impl OutboundQueue {
+/// One frame taken from an [`OutboundQueue`].
+#[derive(Debug)]
+pub struct Popped<T> {
+    /// The frame to send.
+    pub frame: Bytes,
+    /// The tag of the message this frame completes, if it is that message's last frame.
+    pub finished: Option<T>,
+}
+
+impl<T> Default for OutboundQueue<T> {
+    fn default() -> Self {
+        OutboundQueue { queue: VecDeque::new(), queued_bytes: 0 }
+    }
+}
+
+impl<T> OutboundQueue<T> {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Queues a message; same splitting rules and errors as [`FrameEncoder::encode_message`].
-    pub fn push(
+    /// Queues a message with its tag; same splitting rules and errors as
+    /// [`FrameEncoder::encode_message`]. On error the tag is handed back with it.
+    pub fn push_tagged(
         &mut self,
         enc: &mut FrameEncoder,
         data: Bytes,
         text: bool,
         max_frame_size: usize,
-    ) -> Result<(), CodecError> {
-        let plan = Plan::new(enc, data, text, max_frame_size)?;
+        tag: T,
+    ) -> Result<(), (CodecError, T)> {
+        let plan = match Plan::new(enc, data, text, max_frame_size) {
+            Ok(plan) => plan,
+            Err(e) => return Err((e, tag)),
+        };
         self.queued_bytes = self.queued_bytes.saturating_add(plan.data.len());
-        self.queue.push_back(plan);
+        self.queue.push_back((plan, tag));
         Ok(())
     }
 
     /// The next frame to send (from the message at the head of the rotation), numbered with
     /// `enc`'s next seq; `None` when the queue is empty.
-    pub fn pop_frame(&mut self, enc: &mut FrameEncoder) -> Option<Bytes> {
-        let mut plan = self.queue.pop_front()?;
+    pub fn pop(&mut self, enc: &mut FrameEncoder) -> Option<Popped<T>> {
+        let (mut plan, tag) = self.queue.pop_front()?;
         let before = plan.remaining_bytes();
         let frame = plan.next_frame(&mut enc.next_seq);
         self.queued_bytes = self
             .queued_bytes
             .saturating_sub(before.saturating_sub(plan.remaining_bytes()));
-        if plan.frames_left > 0 {
-            self.queue.push_back(plan);
-        }
-        frame
+        let finished = if plan.frames_left > 0 {
+            self.queue.push_back((plan, tag));
+            None
+        } else {
+            Some(tag)
+        };
+        frame.map(|frame| Popped { frame, finished })
+    }
+
+    /// Removes the fragmented message `msg_id` (the peer sent RESET for it) and returns its
+    /// tag; `None` if it is no longer queued (all its frames were already sent).
+    pub fn abort(&mut self, msg_id: u64) -> Option<T> {
+        let index = self.queue.iter().position(|(plan, _)| plan.msg_id == Some(msg_id))?;
+        let (plan, tag) = self.queue.remove(index)?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(plan.remaining_bytes());
+        Some(tag)
+    }
+
+    /// Empties the queue, returning every tag (e.g. to fail them when the channel broke).
+    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.queued_bytes = 0;
+        self.queue.drain(..).map(|(_, tag)| tag)
     }
 
     /// Payload bytes queued and not yet popped (headers excluded), for backpressure.
@@ -241,5 +283,23 @@ impl OutboundQueue {
     /// True when no frame is left to pop.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+}
+
+impl OutboundQueue<()> {
+    /// [`push_tagged`](Self::push_tagged) without a tag.
+    pub fn push(
+        &mut self,
+        enc: &mut FrameEncoder,
+        data: Bytes,
+        text: bool,
+        max_frame_size: usize,
+    ) -> Result<(), CodecError> {
+        self.push_tagged(enc, data, text, max_frame_size, ()).map_err(|(e, ())| e)
+    }
+
+    /// [`pop`](Self::pop) without the tag: just the frame.
+    pub fn pop_frame(&mut self, enc: &mut FrameEncoder) -> Option<Bytes> {
+        self.pop(enc).map(|p| p.frame)
     }
 }

@@ -38,8 +38,10 @@ pub enum Control {
     Fin,
     /// Acknowledges a [`Control::Fin`]; the channel can now be closed.
     FinAck,
-    /// Abort: the sender dropped its state for this channel (e.g. after a decode error).
-    Reset,
+    /// Sent back by a receiver that dropped the partial message `msg_id` (reassembly cap
+    /// exceeded, malformed fragment): the sender stops sending that message and reports a
+    /// typed error to its application. The varint is the [`Fragment::msg_id`].
+    Reset(u64),
 }
 
 /// Fragment fields of a DATA frame with the FRAGMENT flag.
@@ -128,7 +130,7 @@ impl<'a> Frame<'a> {
             KIND_PONG => Control::Pong(r.varint()?),
             KIND_FIN => Control::Fin,
             KIND_FIN_ACK => Control::FinAck,
-            _ => Control::Reset, // KIND_RESET: kinds above it were rejected above
+            _ => Control::Reset(r.varint()?), // KIND_RESET: kinds above it were rejected above
         };
         match r.rest().len() {
             0 => Ok(Frame {
@@ -158,7 +160,7 @@ impl<'a> Frame<'a> {
             Body::Control(Control::Pong(n)) => (KIND_PONG, Some(n)),
             Body::Control(Control::Fin) => (KIND_FIN, None),
             Body::Control(Control::FinAck) => (KIND_FIN_ACK, None),
-            Body::Control(Control::Reset) => (KIND_RESET, None),
+            Body::Control(Control::Reset(msg_id)) => (KIND_RESET, Some(msg_id)),
         };
         out.put_u8(flags);
         put_varint(&mut out, self.seq);

@@ -28,7 +28,7 @@ mod reassembler;
 mod tests;
 mod varint;
 
-pub use encoder::{Fragments, FrameEncoder, OutboundQueue};
+pub use encoder::{Fragments, FrameEncoder, OutboundQueue, Popped};
 pub use error::CodecError;
 pub use frame::{Body, Control, Fragment, Frame, VERSION};
 pub use reassembler::{Delivery, FrameDecoder, REASSEMBLY_RUN_OVERHEAD};

@@ -3,7 +3,10 @@
 use super::frame::{Body, Control, Fragment, Frame};
 use super::{CodecError, CodecLimits};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many discarded message ids a decoder remembers (see [`FrameDecoder::decode`]).
+const DISCARDED_IDS_REMEMBERED: usize = 64;
 
 /// Bytes charged per stored run of contiguous fragment bytes, on top of the payload, in
 /// [`FrameDecoder::buffered_bytes`]. Approximates the map entry and allocation header, so a
@@ -37,6 +40,10 @@ pub struct FrameDecoder {
     next_seq: u64,
     partials: BTreeMap<u64, Partial>,
     buffered: usize,
+    /// Fragmented messages dropped after an error whose later fragments may still arrive.
+    discarded: BTreeSet<u64>,
+    /// The message the latest error dropped, until [`FrameDecoder::take_dropped`].
+    dropped: Option<u64>,
 }
 
 /// A message being reassembled. `runs` maps a start offset to contiguous received bytes;
@@ -64,6 +71,8 @@ impl FrameDecoder {
             next_seq: 0,
             partials: BTreeMap::new(),
             buffered: 0,
+            discarded: BTreeSet::new(),
+            dropped: None,
         }
     }
 
@@ -84,10 +93,12 @@ impl FrameDecoder {
     /// buffered fragment, `Some(Control)` for a control frame. Errors: everything
     /// [`Frame::parse`] returns; `SequenceGap` (ordered mode; the frame and every partial
     /// message are dropped, and the expected seq moves past the frame, so one loss gives one
-    /// gap error); `MessageTooLarge`,
+    /// gap error and the dropped messages' later fragments are skipped); `MessageTooLarge`,
     /// `InvalidUtf8`; and for fragments `EmptyFragment`, `FragmentPastEnd`, `LengthMismatch`,
     /// `FragmentOutOfOrder`, `DuplicateFragment`, `ReassemblyCapExceeded`, each of which
-    /// discards the partial message it names.
+    /// discards the partial message it names ([`take_dropped`](Self::take_dropped) gives its
+    /// id); the later fragments of a discarded message are then skipped silently (`Ok(None)`),
+    /// since the error was already reported once and the sender is told with a RESET.
     pub fn decode(&mut self, frame: &[u8]) -> Result<Option<Delivery>, CodecError> {
         let frame = Frame::parse(frame)?;
         if self.limits.ordered {
@@ -97,7 +108,14 @@ impl FrameDecoder {
             if frame.seq != expected {
                 // A reliable ordered channel skipped or repeated a frame: any partial message may
                 // miss a fragment and would otherwise be held until the cap, so drop them all.
-                self.partials.clear();
+                // Their later fragments are skipped silently: the gap is reported once.
+                let dropped: Vec<u64> = std::mem::take(&mut self.partials).into_keys().collect();
+                dropped.into_iter().for_each(|id| self.discard(id));
+                if let Body::Data { fragment: Some(f), payload, .. } = frame.body {
+                    if f.offset.saturating_add(payload.len() as u64) < f.total {
+                        self.discard(f.msg_id);
+                    }
+                }
                 self.buffered = 0;
                 return Err(CodecError::SequenceGap {
                     expected,
@@ -131,6 +149,11 @@ impl FrameDecoder {
                     if let Some(p) = self.partials.remove(&f.msg_id) {
                         self.buffered = self.buffered.saturating_sub(p.cost());
                     }
+                    self.dropped = Some(f.msg_id);
+                    let last = f.offset.saturating_add(payload.len() as u64) >= f.total;
+                    if !last {
+                        self.discard(f.msg_id);
+                    }
                 }
                 result
             }
@@ -148,6 +171,12 @@ impl FrameDecoder {
             offset,
             total,
         } = f;
+        if self.discarded.contains(&msg_id) {
+            if offset.saturating_add(payload.len() as u64) >= total {
+                self.discarded.remove(&msg_id);
+            }
+            return Ok(None);
+        }
         let max = self.limits.max_message_size;
         if total > max as u64 {
             return Err(CodecError::MessageTooLarge { len: total, max });
@@ -159,6 +188,7 @@ impl FrameDecoder {
         if end > total {
             return Err(CodecError::FragmentPastEnd { msg_id, end, total });
         }
+
         // Lazy: a new partial holds nothing until its bytes are accepted below.
         let p = self.partials.entry(msg_id).or_insert_with(|| Partial {
             total,
@@ -250,6 +280,23 @@ impl FrameDecoder {
         data.reserve_exact((p.total as usize).saturating_sub(data.len()));
         runs.for_each(|run| data.extend_from_slice(&run));
         message(data, p.text).map(Some)
+    }
+}
+
+impl FrameDecoder {
+    /// The id of the fragmented message the latest error dropped, once: the receiver sends
+    /// `Control::Reset(id)` so the sender stops sending it and reports a typed error.
+    pub fn take_dropped(&mut self) -> Option<u64> {
+        self.dropped.take()
+    }
+
+    /// Remembers that `msg_id` was dropped, forgetting the oldest ids past a bound so a peer
+    /// cannot grow this set without limit.
+    fn discard(&mut self, msg_id: u64) {
+        self.discarded.insert(msg_id);
+        while self.discarded.len() > DISCARDED_IDS_REMEMBERED {
+            self.discarded.pop_first();
+        }
     }
 }
 

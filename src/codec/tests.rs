@@ -144,6 +144,14 @@ fn unordered_runs_are_charged_and_merged() {
         })
     );
     assert_eq!(dec.buffered_bytes(), 0);
+    assert_eq!(dec.take_dropped(), Some(0), "the receiver sends RESET for message 0");
+    // The rest of the dropped message is skipped silently, up to and including its last frame.
+    for f in [&frames[1], &frames[2]] {
+        assert_eq!(dec.decode(f).unwrap(), None);
+    }
+    assert_eq!(dec.buffered_bytes(), 0);
+    assert_eq!(dec.take_dropped(), None);
+    // After its last frame the id is forgotten: a new message 0 reassembles normally.
     for f in [&frames[0], &frames[1]] {
         assert_eq!(dec.decode(f).unwrap(), None);
     }

@@ -24,14 +24,14 @@ use webrtc::peer_connection::RTCPeerConnection;
 /// 65 535-byte buffer, and a larger message silently closes the channel.
 const RECEIVE_LIMIT_BYTES: usize = 65_535;
 
-/// Received frames buffered per channel before webrtc-rs stops reading (backpressure).
-const FRAME_QUEUE: usize = 256;
 
 /// A peer connection to one remote peer.
 pub(crate) struct RtcPeer {
     pc: Arc<RTCPeerConnection>,
     peer: PeerId,
     kind: ChannelKind,
+    /// Received frames buffered per channel (`receive_queue_frames`).
+    frame_queue: usize,
     events: async_channel::Sender<RtcEvent>,
 }
 
@@ -63,7 +63,7 @@ impl RtcPeer {
             .new_peer_connection(RTCConfiguration { ice_servers, ..Default::default() })
             .await
             .map_err(|e| rtc_error(&peer, e))?;
-        let this = RtcPeer { pc: Arc::new(pc), peer, kind: config.channel, events };
+        let this = RtcPeer { pc: Arc::new(pc), peer, kind: config.channel, frame_queue: config.receive_queue_frames, events };
         this.forward_candidates();
         this.watch_connection_state();
         this.accept_remote_channels();
@@ -100,12 +100,12 @@ impl RtcPeer {
     }
 
     fn accept_remote_channels(&self) {
-        let (events, peer, kind) = (self.events.clone(), self.peer.clone(), self.kind);
+        let (events, peer, kind, frame_queue) = (self.events.clone(), self.peer.clone(), self.kind, self.frame_queue);
         self.pc.on_data_channel(Box::new(move |dc| {
             let (events, peer) = (events.clone(), peer.clone());
             Box::pin(async move {
                 if ChannelKind::from_label(dc.label()) == Some(kind) {
-                    wire_channel(dc, peer, events).await;
+                    wire_channel(dc, peer, events, frame_queue).await;
                 } else {
                     tracing::warn!(%peer, label = dc.label(), "ignoring data channel with unknown label");
                 }
@@ -126,7 +126,7 @@ impl RtcPeer {
             .create_data_channel(self.kind.label(), Some(init))
             .await
             .map_err(|e| rtc_error(&self.peer, e))?;
-        wire_channel(dc, self.peer.clone(), self.events.clone()).await;
+        wire_channel(dc, self.peer.clone(), self.events.clone(), self.frame_queue).await;
         let offer = self.pc.create_offer(None).await.map_err(|e| rtc_error(&self.peer, e))?;
         self.set_local(offer).await
     }
@@ -167,8 +167,13 @@ impl RtcPeer {
 
 /// Hooks a data channel's callbacks to the session: frames into a bounded queue (awaited, so a
 /// slow reader slows webrtc-rs's SCTP reads instead of growing memory), open and close as events.
-async fn wire_channel(dc: Arc<RTCDataChannel>, peer: PeerId, events: async_channel::Sender<RtcEvent>) {
-    let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(FRAME_QUEUE);
+async fn wire_channel(
+    dc: Arc<RTCDataChannel>,
+    peer: PeerId,
+    events: async_channel::Sender<RtcEvent>,
+    frame_queue: usize,
+) {
+    let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(frame_queue);
     dc.on_message(Box::new(move |message| {
         let frames_tx = frames_tx.clone();
         Box::pin(async move {
@@ -201,7 +206,6 @@ impl RtcChannel {
     async fn new(dc: Arc<RTCDataChannel>) -> Self {
         // One pending wake-up is enough: the waiter re-reads bufferedAmount after each.
         let (low_tx, low) = async_channel::bounded(1);
-        dc.set_buffered_amount_low_threshold(crate::session::link::LOW_WATER_BYTES).await;
         dc.on_buffered_amount_low(Box::new(move || {
             let _ = low_tx.try_send(());
             Box::pin(async {})
@@ -220,9 +224,10 @@ impl RtcChannel {
         self.dc.buffered_amount().await
     }
 
-    /// Waits until `bufferedAmount` is at most `bytes` (the low-water mark set at creation) or
-    /// the channel is no longer open.
+    /// Waits until `bufferedAmount` is at most `bytes` (set as the `bufferedamountlow`
+    /// threshold) or the channel is no longer open.
     pub(crate) async fn wait_buffered_amount_low(&self, bytes: usize) {
+        self.dc.set_buffered_amount_low_threshold(bytes).await;
         while self.dc.buffered_amount().await > bytes && self.dc.ready_state() == RTCDataChannelState::Open {
             // The event is the fast path; the timeout only guards against a missed event.
             let _ = tokio::time::timeout(std::time::Duration::from_millis(50), self.low.recv()).await;

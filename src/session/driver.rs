@@ -223,9 +223,8 @@ impl Driver {
             RtcEvent::ChannelOpen { peer, channel, frames } => {
                 let Some(state) = self.peers.get_mut(&peer) else { return };
                 state.connected = true;
-                let frame_size = self.config.max_frame_size.min(state.remote_max_message_size);
-                let handle =
-                    link::start(peer.clone(), channel, frames, self.config.codec_limits(), frame_size, self.sinks.clone());
+                let settings = self.config.link_settings(state.remote_max_message_size);
+                let handle = link::start(peer.clone(), channel, frames, settings, self.sinks.clone());
                 lock(&self.links).insert(peer.clone(), handle);
                 self.emit(Event::PeerConnected(peer));
             }

@@ -17,9 +17,6 @@ use web_sys::{
     RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-/// Received frames buffered per channel. A browser data channel cannot be paused, so past this
-/// the channel is reset with [`Error::ReceiveOverflow`] rather than losing a frame silently.
-const FRAME_QUEUE: usize = 8192;
 
 /// Callbacks registered on browser objects; kept alive here and detached on close.
 #[derive(Default)]
@@ -33,6 +30,8 @@ pub(crate) struct RtcPeer {
     pc: RtcPeerConnection,
     peer: PeerId,
     kind: ChannelKind,
+    /// Received frames buffered per channel (`receive_queue_frames`).
+    frame_queue: usize,
     events: async_channel::Sender<RtcEvent>,
     callbacks: Rc<RefCell<Callbacks>>,
 }
@@ -69,7 +68,7 @@ impl RtcPeer {
         rtc_config.set_ice_servers(&servers);
         let pc = RtcPeerConnection::new_with_configuration(&rtc_config)
             .map_err(|e| Error::Rtc { peer: peer.clone(), reason: js_text(&e) })?;
-        let this = RtcPeer { pc, peer, kind: config.channel, events, callbacks: Rc::default() };
+        let this = RtcPeer { pc, peer, kind: config.channel, frame_queue: config.receive_queue_frames, events, callbacks: Rc::default() };
         this.forward_candidates();
         this.watch_connection_state();
         this.accept_remote_channels();
@@ -111,12 +110,12 @@ impl RtcPeer {
     }
 
     fn accept_remote_channels(&self) {
-        let (events, peer, kind, callbacks) =
-            (self.events.clone(), self.peer.clone(), self.kind, Rc::clone(&self.callbacks));
+        let (events, peer, kind, callbacks, frame_queue) =
+            (self.events.clone(), self.peer.clone(), self.kind, Rc::clone(&self.callbacks), self.frame_queue);
         let closure = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |event: RtcDataChannelEvent| {
             let dc = event.channel();
             if ChannelKind::from_label(&dc.label()) == Some(kind) {
-                wire_channel(dc, peer.clone(), events.clone(), &callbacks);
+                wire_channel(dc, peer.clone(), events.clone(), frame_queue, &callbacks);
             } else {
                 tracing::warn!(%peer, label = %dc.label(), "ignoring data channel with unknown label");
             }
@@ -140,7 +139,7 @@ impl RtcPeer {
             }
         }
         let dc = self.pc.create_data_channel_with_data_channel_dict(self.kind.label(), &init);
-        wire_channel(dc, self.peer.clone(), self.events.clone(), &self.callbacks);
+        wire_channel(dc, self.peer.clone(), self.events.clone(), self.frame_queue, &self.callbacks);
         let offer = JsFuture::from(self.pc.create_offer()).await.map_err(|e| self.rtc_error(e))?;
         self.set_local(offer.unchecked_into()).await
     }
@@ -212,10 +211,11 @@ fn wire_channel(
     dc: RtcDataChannel,
     peer: PeerId,
     events: async_channel::Sender<RtcEvent>,
+    frame_queue: usize,
     callbacks: &Rc<RefCell<Callbacks>>,
 ) {
     dc.set_binary_type(RtcDataChannelType::Arraybuffer);
-    let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(FRAME_QUEUE);
+    let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(frame_queue);
     let (overflow_dc, overflow_events, overflow_peer) = (dc.clone(), events.clone(), peer.clone());
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = event.data();
@@ -246,7 +246,6 @@ fn wire_channel(
     let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
         post(&events, RtcEvent::Closed { peer: peer.clone(), reason: None });
     });
-    dc.set_buffered_amount_low_threshold(crate::session::link::LOW_WATER_BYTES as u32);
     dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
     dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -276,6 +275,7 @@ impl RtcChannel {
 
     /// Waits until `bufferedAmount` is at most `bytes` or the channel is no longer open.
     pub(crate) async fn wait_buffered_amount_low(&self, bytes: usize) {
+        self.dc.set_buffered_amount_low_threshold(u32::try_from(bytes).unwrap_or(u32::MAX));
         while self.dc.buffered_amount() as usize > bytes && self.dc.ready_state() == RtcDataChannelState::Open {
             // The event is the fast path; the timer only guards against a missed event.
             let woke = futures::future::select(Box::pin(self.low.recv()), Box::pin(super::sleep_ms(50)));

@@ -126,9 +126,9 @@ fn described_frame<'a>(v: &Vector<'a>, payload: &'a [u8]) -> Frame<'a> {
         }
         "ping" => Body::Control(Control::Ping(nonce)),
         "pong" => Body::Control(Control::Pong(nonce)),
+        "reset" => Body::Control(Control::Reset(nonce)),
         "fin" => Body::Control(Control::Fin),
         "fin_ack" => Body::Control(Control::FinAck),
-        "reset" => Body::Control(Control::Reset),
         k => panic!("line {}: unknown kind {k}", v.line),
     };
     Frame {

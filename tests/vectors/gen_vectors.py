@@ -88,7 +88,8 @@ frame_vec("ping_large", "PING with nonce 2^63 (10-byte varint)", 9, kind="ping",
 frame_vec("pong_42", "PONG (kind 2) echoing nonce 42", 1, kind="pong", nonce=42)
 frame_vec("fin", "FIN (kind 3): no more messages", 0, kind="fin")
 frame_vec("fin_ack", "FIN_ACK (kind 4)", 0, kind="fin_ack")
-frame_vec("reset", "RESET (kind 5)", 0, kind="reset")
+frame_vec("reset", "RESET (kind 5) of message id 0", 0, kind="reset", nonce=0)
+frame_vec("reset_300", "RESET of message id 300 (varint ac 02)", 4, kind="reset", nonce=300)
 frame_vec("fin_seq_200", "FIN as frame 200 (seq 2-byte varint c8 01)", 200, kind="fin")
 
 # --- valid whole messages through FrameEncoder::encode_message (fresh encoder) -------------------
@@ -127,6 +128,8 @@ err("varint_over_u64", "seq varint whose 10th byte is 02 (value 2^64)", "VarintO
 err("varint_non_minimal", "seq 0 encoded as 80 00", "NonMinimalVarint", ["01.00.80.00"])
 err("ping_trailing", "PING with a byte after its nonce", "TrailingBytes", ["01.01.00.07.00"])
 err("fin_payload", "FIN with a payload", "TrailingBytes", ["01.03.00.ff"])
+err("reset_without_id", "RESET without its message id varint", "Truncated", ["01.05.00"])
+err("reset_trailing", "RESET with a byte after its message id", "TrailingBytes", ["01.05.00.01.00"])
 err("seq_gap", "frame 0 then frame 2 on an ordered channel", "SequenceGap", [frame(0), frame(2)])
 err("seq_duplicate", "frame 0 twice on an ordered channel", "SequenceGap", [frame(0), frame(0)])
 err("seq_first_not_zero", "first frame with seq 1", "SequenceGap", [frame(1)])

@@ -1,0 +1,98 @@
+//! One open data channel to one peer: a [`writer`] task that interleaves messages' frames with
+//! backpressure and runs the close handshake, and a [`reader`] task that decodes frames into
+//! messages. `close` sends FIN after everything queued and completes once both sides' FINs are
+//! acknowledged, so nothing accepted by `send` is lost.
+
+mod reader;
+mod writer;
+
+use crate::backend::{self, RtcChannel};
+use crate::codec::{CodecLimits, Control, FrameDecoder, FrameEncoder};
+use crate::error::{Error, Result};
+use crate::event::{Event, Message};
+use crate::signaling::protocol::PeerId;
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+/// A request to a peer's writer task. The reader task also speaks through this queue, so the
+/// writer sees the peer's control frames in the order they arrived.
+pub(crate) enum WriteCmd {
+    /// An application message; `done` answers once its last frame is handed to the channel.
+    Data { data: Bytes, text: bool, done: oneshot::Sender<Result<()>> },
+    /// A control frame to send now (PONG, RESET), between data frames.
+    Control(Control),
+    /// Our application closes: FIN once everything queued is sent, then the handshake.
+    Close { done: oneshot::Sender<Result<()>>, timeout_ms: u64 },
+    /// The reader saw the peer's FIN: the peer sends nothing more and has our data up to it.
+    RemoteFin,
+    /// The reader saw the peer's FIN_ACK: the peer has read everything up to our FIN.
+    FinAck,
+    /// The reader saw the peer's RESET: it dropped our fragmented message `msg_id`.
+    RemoteReset(u64),
+}
+
+/// Sizes that shape one link, from [`crate::TransportConfig`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LinkSettings {
+    pub(crate) limits: CodecLimits,
+    /// Smaller of our `max_frame_size` and the remote's `a=max-message-size`, bytes.
+    pub(crate) max_frame_size: usize,
+    /// Sending pauses above this `bufferedAmount`, bytes.
+    pub(crate) high_water_bytes: usize,
+    /// Sending resumes at or below this `bufferedAmount`, bytes.
+    pub(crate) low_water_bytes: usize,
+    /// Messages queued per peer (waiting or being interleaved); `send` waits past it.
+    pub(crate) send_queue_messages: usize,
+}
+
+/// Handle on a running link, kept in the transport's peer table.
+#[derive(Clone)]
+pub(crate) struct LinkHandle {
+    writer: async_channel::Sender<WriteCmd>,
+}
+
+impl LinkHandle {
+    /// Queues `data` and waits until all its frames are handed to the data channel.
+    pub(crate) async fn send(&self, peer: &PeerId, data: Bytes, text: bool) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(WriteCmd::Data { data, text, done })
+            .await
+            .map_err(|_| Error::PeerNotConnected(peer.clone()))?;
+        wait.await.map_err(|_| Error::PeerNotConnected(peer.clone()))?
+    }
+
+    /// Delivers everything queued, exchanges FIN / FIN_ACK both ways, then closes the channel.
+    pub(crate) async fn close(&self, peer: &PeerId, timeout_ms: u64) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(WriteCmd::Close { done, timeout_ms })
+            .await
+            .map_err(|_| Error::PeerNotConnected(peer.clone()))?;
+        wait.await.map_err(|_| Error::PeerNotConnected(peer.clone()))?
+    }
+}
+
+/// Where a link delivers what it receives.
+#[derive(Clone)]
+pub(crate) struct Sinks {
+    pub(crate) messages: async_channel::Sender<Message>,
+    pub(crate) events: async_channel::Sender<Event>,
+}
+
+/// Starts the writer and reader tasks for an open channel and returns the handle.
+pub(crate) fn start(
+    peer: PeerId,
+    channel: RtcChannel,
+    frames: async_channel::Receiver<Bytes>,
+    settings: LinkSettings,
+    sinks: Sinks,
+) -> LinkHandle {
+    let (writer_tx, writer_rx) = async_channel::bounded(settings.send_queue_messages.max(1));
+    let encoder = FrameEncoder::new(settings.limits);
+    let writer = writer::Writer::new(peer.clone(), channel, encoder, settings, sinks.events.clone());
+    backend::spawn(writer.run(writer_rx));
+    let reader = reader::Reader::new(peer, FrameDecoder::new(settings.limits), writer_tx.clone(), sinks);
+    backend::spawn(reader.run(frames));
+    LinkHandle { writer: writer_tx }
+}

@@ -1,0 +1,209 @@
+//! The sending half of a link: interleaves queued messages frame by frame (so a small message
+//! is never stuck behind a large one for more than one frame), pauses while the channel's
+//! `bufferedAmount` is above the high-water mark, and runs the close handshake.
+
+use super::{LinkSettings, WriteCmd};
+use crate::backend::{self, RtcChannel};
+use crate::codec::{Control, FrameEncoder, OutboundQueue};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::signaling::protocol::PeerId;
+use futures::channel::oneshot;
+use futures::future::Either;
+
+/// Answers a `send` once its message's last frame is handed to the channel.
+type Done = oneshot::Sender<Result<()>>;
+
+/// How often a closing writer checks whether the channel is still open, ms.
+const CLOSE_POLL_MS: u64 = 50;
+
+/// Progress of the close handshake. Either side may start it; the peer that receives a FIN
+/// answers FIN_ACK at once and sends its own FIN after what it had queued (like a WebSocket
+/// close). Complete when both FINs are sent and acknowledged: every byte each side sent was
+/// read by the other.
+#[derive(Default)]
+struct Closing {
+    /// Our application asked to close (or the peer did): FIN goes out once the queue is empty.
+    requested: bool,
+    fin_sent: bool,
+    fin_acked: bool,
+    remote_fin: bool,
+    /// (deadline on `backend::now_ms`, the timeout it came from), both ms.
+    deadline: Option<(u64, u64)>,
+    waiters: Vec<Done>,
+}
+
+impl Closing {
+    fn complete(&self) -> bool {
+        self.fin_sent && self.fin_acked && self.remote_fin
+    }
+}
+
+pub(super) struct Writer {
+    peer: PeerId,
+    channel: RtcChannel,
+    encoder: FrameEncoder,
+    queue: OutboundQueue<Done>,
+    settings: LinkSettings,
+    events: async_channel::Sender<Event>,
+    closing: Closing,
+}
+
+enum Wake {
+    Command(Option<WriteCmd>),
+    Poll,
+}
+
+impl Writer {
+    pub(super) fn new(
+        peer: PeerId,
+        channel: RtcChannel,
+        encoder: FrameEncoder,
+        settings: LinkSettings,
+        events: async_channel::Sender<Event>,
+    ) -> Self {
+        Writer { peer, channel, encoder, queue: OutboundQueue::new(), settings, events, closing: Closing::default() }
+    }
+
+    /// Serves commands and sends frames until the close handshake completes, the channel
+    /// closes, or the close deadline passes; then answers every `close` waiter.
+    pub(super) async fn run(mut self, commands: async_channel::Receiver<WriteCmd>) {
+        loop {
+            if self.queue.is_empty() {
+                // Nothing to send: sleep until a command (or, while closing, a poll tick).
+                match self.wait(&commands).await {
+                    Wake::Command(Some(cmd)) => self.handle(cmd).await,
+                    Wake::Command(None) => return self.finish(Ok(())).await,
+                    Wake::Poll => {
+                        if let Some(outcome) = self.check_closing() {
+                            return self.finish(outcome).await;
+                        }
+                    }
+                }
+            }
+            // Take what is ready without waiting, up to the queue bound, so new messages join
+            // the rotation between two frames of a large one.
+            while self.queue.len() < self.settings.send_queue_messages {
+                let Ok(cmd) = commands.try_recv() else { break };
+                self.handle(cmd).await;
+            }
+            if let Err(e) = self.send_next_frame().await {
+                return self.finish(Err(e)).await;
+            }
+            if self.closing.requested && self.queue.is_empty() && !self.closing.fin_sent {
+                self.closing.fin_sent = true;
+                self.send_control(Control::Fin).await;
+            }
+            if self.closing.complete() {
+                return self.finish(Ok(())).await;
+            }
+        }
+    }
+
+    async fn wait(&self, commands: &async_channel::Receiver<WriteCmd>) -> Wake {
+        if !self.closing.fin_sent {
+            return Wake::Command(commands.recv().await.ok());
+        }
+        let poll = Box::pin(backend::sleep_ms(CLOSE_POLL_MS));
+        match futures::future::select(Box::pin(commands.recv()), poll).await {
+            Either::Left((cmd, _)) => Wake::Command(cmd.ok()),
+            Either::Right(_) => Wake::Poll,
+        }
+    }
+
+    /// While closing: the outcome, if the handshake can no longer complete.
+    fn check_closing(&self) -> Option<Result<()>> {
+        if !self.channel.is_open() {
+            // The peer closes only once it has our FIN, so after its FIN a closed channel
+            // means our data was read; before it, the link broke.
+            return Some(match self.closing.remote_fin {
+                true => Ok(()),
+                false => Err(Error::PeerNotConnected(self.peer.clone())),
+            });
+        }
+        let (deadline, ms) = self.closing.deadline?;
+        (backend::now_ms() >= deadline).then(|| {
+            let what = format!("close handshake (FIN_ACK) with {}", self.peer);
+            Err(Error::Timeout { what, ms })
+        })
+    }
+
+    async fn handle(&mut self, cmd: WriteCmd) {
+        match cmd {
+            WriteCmd::Data { done, .. } if self.closing.requested => {
+                let _ = done.send(Err(Error::PeerNotConnected(self.peer.clone())));
+            }
+            WriteCmd::Data { data, text, done } => {
+                let pushed = self.queue.push_tagged(&mut self.encoder, data, text, self.settings.max_frame_size, done);
+                if let Err((error, done)) = pushed {
+                    let _ = done.send(Err(Error::Codec(error)));
+                }
+            }
+            WriteCmd::Control(control) => self.send_control(control).await,
+            WriteCmd::Close { done, timeout_ms } => {
+                self.closing.waiters.push(done);
+                self.closing.requested = true;
+                self.closing.deadline.get_or_insert((backend::now_ms().saturating_add(timeout_ms), timeout_ms));
+            }
+            WriteCmd::RemoteFin => {
+                // FIN_ACK now: the reader has passed on everything the peer sent before FIN.
+                self.closing.remote_fin = true;
+                self.closing.requested = true;
+                self.send_control(Control::FinAck).await;
+            }
+            WriteCmd::FinAck => self.closing.fin_acked = true,
+            WriteCmd::RemoteReset(msg_id) => {
+                let error = Error::MessageRefused { peer: self.peer.clone() };
+                match self.queue.abort(msg_id) {
+                    Some(done) => {
+                        let _ = done.send(Err(error));
+                    }
+                    None => {
+                        let _ = self.events.force_send(Event::Error(error));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the next interleaved data frame, if any, after waiting for buffer room.
+    async fn send_next_frame(&mut self) -> Result<()> {
+        let Some(popped) = self.queue.pop(&mut self.encoder) else { return Ok(()) };
+        if self.channel.buffered_amount().await > self.settings.high_water_bytes {
+            self.channel.wait_buffered_amount_low(self.settings.low_water_bytes).await;
+        }
+        match self.channel.send(popped.frame).await {
+            Ok(()) => {
+                if let Some(done) = popped.finished {
+                    let _ = done.send(Ok(()));
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                let error = Error::Rtc { peer: self.peer.clone(), reason };
+                for done in popped.finished.into_iter().chain(self.queue.drain()) {
+                    let _ = done.send(Err(error.clone()));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn send_control(&mut self, control: Control) {
+        let frame = self.encoder.encode_control(control);
+        if let Err(e) = self.channel.send(frame).await {
+            tracing::debug!(peer = %self.peer, "control frame not sent: {e}");
+        }
+    }
+
+    async fn finish(mut self, outcome: Result<()>) {
+        self.channel.close().await;
+        let closed = Error::PeerNotConnected(self.peer.clone());
+        for done in self.queue.drain() {
+            let _ = done.send(Err(closed.clone()));
+        }
+        for waiter in self.closing.waiters.drain(..) {
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+}
