@@ -50,19 +50,18 @@ impl Transport {
     ///
     /// Errors: [`Error::Config`], [`Error::Signaling`] (server unreachable or closed),
     /// [`Error::Rejected`] (e.g. room full), [`Error::Timeout`] after
-    /// `config.connect_timeout_ms` without a welcome.
+    /// `config.connect_timeout_ms` without a welcome (handshake and join included).
     pub async fn connect(config: TransportConfig) -> Result<Transport> {
         config.validate()?;
-        let (signal_tx, from_bridge) = backend::connect_signaling(&config.signaling_url).await?;
-        let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: config.room.clone() };
-        signal_tx.send(join.to_json()).await.map_err(|_| closed_early(&config))?;
-        let welcome = wait_for_welcome(&from_bridge, &config);
+        // One deadline for the WebSocket handshake, the join and the welcome: a server that
+        // accepts TCP and then says nothing must not hang us.
+        let joining = join_room(&config);
         let timeout = backend::sleep_ms(config.connect_timeout_ms);
-        let (peer_id, peers) = match future::select(Box::pin(welcome), Box::pin(timeout)).await {
+        let (signal_tx, from_bridge, peer_id, peers) = match future::select(Box::pin(joining), Box::pin(timeout)).await {
             Either::Left((result, _)) => result?,
             Either::Right(_) => {
                 return Err(Error::Timeout {
-                    what: format!("welcome from {}", config.signaling_url),
+                    what: format!("joining through {}", config.signaling_url),
                     ms: config.connect_timeout_ms,
                 })
             }
@@ -168,8 +167,29 @@ impl Transport {
     }
 }
 
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("peer_id", &self.peer_id)
+            .field("room", &self.room)
+            .field("peers", &self.peers())
+            .finish()
+    }
+}
+
 fn closed_early(config: &TransportConfig) -> Error {
     Error::Signaling { url: config.signaling_url.clone(), reason: "connection closed before welcome".into() }
+}
+
+/// Opens the signaling socket, sends `join` and waits for the welcome.
+async fn join_room(
+    config: &TransportConfig,
+) -> Result<(async_channel::Sender<String>, async_channel::Receiver<String>, PeerId, Vec<PeerId>)> {
+    let (signal_tx, from_bridge) = backend::connect_signaling(&config.signaling_url).await?;
+    let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: config.room.clone() };
+    signal_tx.send(join.to_json()).await.map_err(|_| closed_early(config))?;
+    let (peer_id, peers) = wait_for_welcome(&from_bridge, config).await?;
+    Ok((signal_tx, from_bridge, peer_id, peers))
 }
 
 async fn wait_for_welcome(

@@ -1,0 +1,218 @@
+//! The Rust API end to end on native: two or three `Transport`s in one process, a real bridge,
+//! real webrtc-rs data channels. Needs a non-loopback interface for ICE host candidates: the
+//! test command runs it inside tests/scripts/in-netns.sh.
+#![cfg(not(target_arch = "wasm32"))]
+
+use miaou_transport::signaling::bridge::{self, Bridge, BridgeConfig};
+use miaou_transport::{ChannelKind, Error, Event, Message, PeerId, Transport, TransportConfig, TransportConfigBuilder};
+use std::time::Duration;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn bridge() -> Bridge {
+    let config = BridgeConfig { addr: "127.0.0.1:0".parse().unwrap(), ..BridgeConfig::default() };
+    bridge::serve(config).await.expect("bridge starts")
+}
+
+fn config(bridge: &Bridge, room: &str) -> TransportConfigBuilder {
+    TransportConfig::builder(bridge.ws_url(), room)
+}
+
+/// Waits for the `PeerConnected` event about some peer and returns it.
+async fn connected(t: &Transport) -> PeerId {
+    let wait = async {
+        loop {
+            match t.next_event().await.expect("events open") {
+                Event::PeerConnected(peer) => return peer,
+                _ => continue,
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("a channel opens in time")
+}
+
+async fn pair(bridge: &Bridge, room: &str, tweak: impl Fn(TransportConfigBuilder) -> TransportConfigBuilder) -> (Transport, Transport, PeerId, PeerId) {
+    let a = Transport::connect(tweak(config(bridge, room)).build().unwrap()).await.unwrap();
+    let b = Transport::connect(tweak(config(bridge, room)).build().unwrap()).await.unwrap();
+    let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
+    assert_eq!(&a_id, a.peer_id());
+    assert_eq!(&b_id, b.peer_id());
+    (a, b, a_id, b_id)
+}
+
+async fn recv(t: &Transport) -> Message {
+    timeout(WAIT, t.recv()).await.expect("a message in time").expect("transport open")
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[tokio::test]
+async fn large_single_messages_cross_in_one_piece_both_ways() {
+    let bridge = bridge().await;
+    let (a, b, a_id, b_id) = pair(&bridge, "large", |c| c).await;
+    for (len, seed) in [(300 * 1024, 1u8), (8 * 1024 * 1024, 2)] {
+        let data = pattern(len, seed);
+        a.send(&b_id, data.clone()).await.unwrap();
+        let got = recv(&b).await;
+        assert_eq!((got.from.clone(), got.text, got.data.len()), (a_id.clone(), false, len));
+        assert!(got.data == data, "{len}-byte message corrupted a->b");
+        b.send(&a_id, data.clone()).await.unwrap();
+        let got = recv(&a).await;
+        assert!(got.data == data && got.from == b_id, "{len}-byte message corrupted b->a");
+    }
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_right_after_a_10_mib_burst_delivers_the_last_message() {
+    let bridge = bridge().await;
+    let (a, b, _a_id, b_id) = pair(&bridge, "burst", |c| c).await;
+    let count = 160; // 160 x 64 KiB = 10 MiB
+    for i in 0..count {
+        let mut data = pattern(64 * 1024, i as u8);
+        data[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        a.send(&b_id, data).await.unwrap();
+    }
+    a.close().await.expect("close delivers and is acknowledged");
+    for i in 0..count {
+        let got = recv(&b).await;
+        assert_eq!(&got.data[..4], &(i as u32).to_be_bytes(), "message {i} in order");
+    }
+    // b learns that a left, and sending to it now fails with a typed error.
+    let wait_gone = async {
+        loop {
+            if let Some(Event::PeerDisconnected { .. }) = b.next_event().await {
+                return;
+            }
+        }
+    };
+    timeout(WAIT, wait_gone).await.expect("b sees the disconnect");
+    assert!(matches!(b.send(&_a_id, vec![1]).await, Err(Error::PeerNotConnected(_))));
+}
+
+#[tokio::test]
+async fn small_message_overtakes_a_large_transfer() {
+    let bridge = bridge().await;
+    let (a, b, _a_id, b_id) = pair(&bridge, "interleave", |c| c).await;
+    let big = a.send(&b_id, pattern(16 * 1024 * 1024, 9));
+    let small = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.send_text(&b_id, "urgent").await
+    };
+    let (big, small) = tokio::join!(big, small);
+    big.unwrap();
+    small.unwrap();
+    let first = recv(&b).await;
+    assert_eq!(first.as_text(), Some("urgent"), "the small message arrives before the 16 MiB one completes");
+    assert!(first.text);
+    assert_eq!(recv(&b).await.data.len(), 16 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn message_over_the_receivers_reassembly_cap_fails_at_the_sender_and_the_link_survives() {
+    let bridge = bridge().await;
+    let a = Transport::connect(config(&bridge, "cap").build().unwrap()).await.unwrap();
+    // b holds at most 1 MiB of partial messages.
+    let b = Transport::connect(config(&bridge, "cap").max_reassembly_bytes(1024 * 1024).build().unwrap()).await.unwrap();
+    let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
+    let refused = a.send(&b_id, pattern(4 * 1024 * 1024, 3)).await;
+    let refused = match refused {
+        Err(e) => e,
+        // All frames were already handed over: the refusal then arrives as an event.
+        Ok(()) => loop {
+            match timeout(WAIT, a.next_event()).await.unwrap().unwrap() {
+                Event::Error(e) => break e,
+                _ => continue,
+            }
+        },
+    };
+    assert_eq!(refused, Error::MessageRefused { peer: b_id.clone() });
+    // The receiver reported its side too, and both keep working.
+    a.send_text(&b_id, "still here").await.unwrap();
+    assert_eq!(recv(&b).await.as_text(), Some("still here"));
+    b.send_text(&a_id, "me too").await.unwrap();
+    assert_eq!(recv(&a).await.as_text(), Some("me too"));
+}
+
+#[tokio::test]
+async fn message_over_max_message_size_is_a_typed_error() {
+    let bridge = bridge().await;
+    let (a, b, _a_id, b_id) = pair(&bridge, "too-big", |c| c.max_message_size(1000)).await;
+    let err = a.send(&b_id, vec![0; 1001]).await.unwrap_err();
+    assert!(matches!(err, Error::Codec(miaou_transport::codec::CodecError::MessageTooLarge { len: 1001, max: 1000 })), "{err}");
+    a.send(&b_id, vec![7; 1000]).await.unwrap();
+    assert_eq!(recv(&b).await.data.len(), 1000);
+}
+
+#[tokio::test]
+async fn unreliable_channel_carries_messages() {
+    let bridge = bridge().await;
+    let (a, b, a_id, b_id) = pair(&bridge, "unreliable", |c| c.channel(ChannelKind::Unreliable)).await;
+    // Loopback does not drop packets, so everything arrives; order is not promised.
+    let mut sent: Vec<String> = (0..200).map(|i| format!("u{i}")).collect();
+    for text in &sent {
+        a.send_text(&b_id, text).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        got.push(recv(&b).await.as_text().unwrap().to_owned());
+    }
+    sent.sort();
+    got.sort();
+    assert_eq!(got, sent);
+    b.send(&a_id, pattern(100_000, 5)).await.unwrap();
+    assert!(recv(&a).await.data == pattern(100_000, 5), "fragmented message over an unordered channel");
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_peer_and_peers_lists_them() {
+    let bridge = bridge().await;
+    let a = Transport::connect(config(&bridge, "three").build().unwrap()).await.unwrap();
+    let b = Transport::connect(config(&bridge, "three").build().unwrap()).await.unwrap();
+    let c = Transport::connect(config(&bridge, "three").build().unwrap()).await.unwrap();
+    for t in [&a, &b, &c] {
+        connected(t).await;
+        connected(t).await;
+    }
+    let mut expected = vec![b.peer_id().clone(), c.peer_id().clone()];
+    expected.sort();
+    assert_eq!(a.peers(), expected);
+    a.broadcast_text("to all").await.unwrap();
+    for t in [&b, &c] {
+        let m = recv(t).await;
+        assert_eq!((m.from.clone(), m.as_text().map(str::to_owned)), (a.peer_id().clone(), Some("to all".into())));
+    }
+}
+
+#[tokio::test]
+async fn send_to_an_unknown_peer_is_peer_not_connected() {
+    let bridge = bridge().await;
+    let a = Transport::connect(config(&bridge, "alone").build().unwrap()).await.unwrap();
+    let ghost = PeerId::from("no-such-peer");
+    assert_eq!(a.send(&ghost, vec![1]).await, Err(Error::PeerNotConnected(ghost)));
+    assert!(a.peers().is_empty());
+    a.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_and_silent_signaling_servers_are_typed_errors() {
+    let refused = Transport::connect(TransportConfig::builder("ws://127.0.0.1:9/ws", "r").build().unwrap()).await;
+    assert!(matches!(refused, Err(Error::Signaling { .. })), "{refused:?}");
+
+    // A TCP server that accepts and never answers the WebSocket handshake... nor the join.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let silent = TransportConfig::builder(format!("ws://{addr}/ws"), "r").connect_timeout_ms(300).build().unwrap();
+    let result = timeout(WAIT, Transport::connect(silent)).await.expect("connect gives up by itself");
+    assert!(matches!(result, Err(Error::Timeout { ms: 300, .. })), "{result:?}");
+}
