@@ -88,7 +88,8 @@ pub struct TransportConfig {
     pub room: String,
     /// ICE servers; default none (host candidates only: LAN and loopback).
     pub ice_servers: Vec<IceServer>,
-    /// Kind of data channel opened to each peer.
+    /// Kind of data channel we open to peers we offer to; towards a peer that offered, we use
+    /// the kind it chose (so two differently configured peers still connect).
     pub channel: ChannelKind,
     /// Largest application message accepted by `send`, bytes (default 64 MiB).
     pub max_message_size: usize,
@@ -186,13 +187,13 @@ impl TransportConfig {
         Ok(())
     }
 
-    /// Settings of the link to a peer whose SDP advertised `remote_max_message_size` bytes.
-    pub(crate) fn link_settings(&self, remote_max_message_size: usize) -> crate::session::link::LinkSettings {
+    /// Settings of a `kind` link to a peer whose SDP advertised `remote_max_message_size` bytes.
+    pub(crate) fn link_settings(&self, kind: ChannelKind, remote_max_message_size: usize) -> crate::session::link::LinkSettings {
         crate::session::link::LinkSettings {
             limits: crate::codec::CodecLimits {
                 max_message_size: self.max_message_size,
                 max_reassembly_bytes: self.max_reassembly_bytes,
-                ordered: self.channel == ChannelKind::Reliable,
+                ordered: kind == ChannelKind::Reliable,
             },
             max_frame_size: self.max_frame_size.min(remote_max_message_size),
             high_water_bytes: self.send_high_water_bytes,

@@ -216,3 +216,16 @@ async fn unreachable_and_silent_signaling_servers_are_typed_errors() {
     let result = timeout(WAIT, Transport::connect(silent)).await.expect("connect gives up by itself");
     assert!(matches!(result, Err(Error::Timeout { ms: 300, .. })), "{result:?}");
 }
+
+#[tokio::test]
+async fn peers_configured_with_different_channel_kinds_still_connect() {
+    let bridge = bridge().await;
+    // The newcomer (b) offers, so its kind (unreliable) is the one both use.
+    let a = Transport::connect(config(&bridge, "kinds").build().unwrap()).await.unwrap();
+    let b = Transport::connect(config(&bridge, "kinds").channel(ChannelKind::Unreliable).build().unwrap()).await.unwrap();
+    let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
+    a.send_text(&b_id, "hi b").await.unwrap();
+    b.send_text(&a_id, "hi a").await.unwrap();
+    assert_eq!(recv(&b).await.as_text(), Some("hi b"));
+    assert_eq!(recv(&a).await.as_text(), Some("hi a"));
+}

@@ -100,12 +100,12 @@ impl RtcPeer {
     }
 
     fn accept_remote_channels(&self) {
-        let (events, peer, kind, frame_queue) = (self.events.clone(), self.peer.clone(), self.kind, self.frame_queue);
+        let (events, peer, frame_queue) = (self.events.clone(), self.peer.clone(), self.frame_queue);
         self.pc.on_data_channel(Box::new(move |dc| {
             let (events, peer) = (events.clone(), peer.clone());
             Box::pin(async move {
-                if ChannelKind::from_label(dc.label()) == Some(kind) {
-                    wire_channel(dc, peer, events, frame_queue).await;
+                if let Some(kind) = ChannelKind::from_label(dc.label()) {
+                    wire_channel(dc, peer, kind, events, frame_queue).await;
                 } else {
                     tracing::warn!(%peer, label = dc.label(), "ignoring data channel with unknown label");
                 }
@@ -126,7 +126,7 @@ impl RtcPeer {
             .create_data_channel(self.kind.label(), Some(init))
             .await
             .map_err(|e| rtc_error(&self.peer, e))?;
-        wire_channel(dc, self.peer.clone(), self.events.clone(), self.frame_queue).await;
+        wire_channel(dc, self.peer.clone(), self.kind, self.events.clone(), self.frame_queue).await;
         let offer = self.pc.create_offer(None).await.map_err(|e| rtc_error(&self.peer, e))?;
         self.set_local(offer).await
     }
@@ -170,6 +170,7 @@ impl RtcPeer {
 async fn wire_channel(
     dc: Arc<RTCDataChannel>,
     peer: PeerId,
+    kind: ChannelKind,
     events: async_channel::Sender<RtcEvent>,
     frame_queue: usize,
 ) {
@@ -190,7 +191,7 @@ async fn wire_channel(
     }));
     dc.on_open(Box::new(move || {
         Box::pin(async move {
-            let _ = events.send(RtcEvent::ChannelOpen { peer, channel, frames: frames_rx }).await;
+            let _ = events.send(RtcEvent::ChannelOpen { peer, kind, channel, frames: frames_rx }).await;
         })
     }));
 }

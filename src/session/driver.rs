@@ -220,10 +220,13 @@ impl Driver {
                     self.send_to_bridge(ClientMessage::Signal { to: peer, signal }).await;
                 }
             }
-            RtcEvent::ChannelOpen { peer, channel, frames } => {
+            RtcEvent::ChannelOpen { peer, kind, channel, frames } => {
                 let Some(state) = self.peers.get_mut(&peer) else { return };
                 state.connected = true;
-                let settings = self.config.link_settings(state.remote_max_message_size);
+                if kind != self.config.channel {
+                    tracing::info!(%peer, ?kind, "using the offerer's channel kind");
+                }
+                let settings = self.config.link_settings(kind, state.remote_max_message_size);
                 let handle = link::start(peer.clone(), channel, frames, settings, self.sinks.clone());
                 lock(&self.links).insert(peer.clone(), handle);
                 self.emit(Event::PeerConnected(peer));

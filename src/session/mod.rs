@@ -6,6 +6,7 @@ pub(crate) mod driver;
 pub(crate) mod link;
 
 use crate::backend::RtcChannel;
+use crate::config::ChannelKind;
 use crate::signaling::protocol::{PeerId, Signal};
 use bytes::Bytes;
 
@@ -13,8 +14,9 @@ use bytes::Bytes;
 pub(crate) enum RtcEvent {
     /// A local ICE candidate to trickle to the peer.
     LocalCandidate { peer: PeerId, signal: Signal },
-    /// The data channel opened; `frames` yields every frame received on it, in order.
-    ChannelOpen { peer: PeerId, channel: RtcChannel, frames: async_channel::Receiver<Bytes> },
+    /// The data channel opened; `frames` yields every frame received on it, in order. `kind`
+    /// is the channel's real kind: the offerer's choice, which the answerer follows.
+    ChannelOpen { peer: PeerId, kind: ChannelKind, channel: RtcChannel, frames: async_channel::Receiver<Bytes> },
     /// The data channel or the whole connection closed.
     Closed { peer: PeerId, reason: Option<String> },
 }

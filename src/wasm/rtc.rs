@@ -110,12 +110,12 @@ impl RtcPeer {
     }
 
     fn accept_remote_channels(&self) {
-        let (events, peer, kind, callbacks, frame_queue) =
-            (self.events.clone(), self.peer.clone(), self.kind, Rc::clone(&self.callbacks), self.frame_queue);
+        let (events, peer, callbacks, frame_queue) =
+            (self.events.clone(), self.peer.clone(), Rc::clone(&self.callbacks), self.frame_queue);
         let closure = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |event: RtcDataChannelEvent| {
             let dc = event.channel();
-            if ChannelKind::from_label(&dc.label()) == Some(kind) {
-                wire_channel(dc, peer.clone(), events.clone(), frame_queue, &callbacks);
+            if let Some(kind) = ChannelKind::from_label(&dc.label()) {
+                wire_channel(dc, peer.clone(), kind, events.clone(), frame_queue, &callbacks);
             } else {
                 tracing::warn!(%peer, label = %dc.label(), "ignoring data channel with unknown label");
             }
@@ -139,7 +139,7 @@ impl RtcPeer {
             }
         }
         let dc = self.pc.create_data_channel_with_data_channel_dict(self.kind.label(), &init);
-        wire_channel(dc, self.peer.clone(), self.events.clone(), self.frame_queue, &self.callbacks);
+        wire_channel(dc, self.peer.clone(), self.kind, self.events.clone(), self.frame_queue, &self.callbacks);
         let offer = JsFuture::from(self.pc.create_offer()).await.map_err(|e| self.rtc_error(e))?;
         self.set_local(offer.unchecked_into()).await
     }
@@ -210,6 +210,7 @@ fn detach_channel(dc: &RtcDataChannel) {
 fn wire_channel(
     dc: RtcDataChannel,
     peer: PeerId,
+    kind: ChannelKind,
     events: async_channel::Sender<RtcEvent>,
     frame_queue: usize,
     callbacks: &Rc<RefCell<Callbacks>>,
@@ -240,7 +241,7 @@ fn wire_channel(
     let (open_events, open_peer) = (events.clone(), peer.clone());
     let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
         if let Some((channel, frames)) = open_state.borrow_mut().take() {
-            post(&open_events, RtcEvent::ChannelOpen { peer: open_peer.clone(), channel, frames });
+            post(&open_events, RtcEvent::ChannelOpen { peer: open_peer.clone(), kind, channel, frames });
         }
     });
     let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
