@@ -17,6 +17,7 @@ use crate::signaling::protocol::PeerId;
 use crate::transport::Transport;
 use bytes::Bytes;
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -174,10 +175,51 @@ fn call(callback: &js_sys::Function, args: &[JsValue]) {
     }
 }
 
+/// The application's current handler; replaced by each `onMessage` / `onPeer` call.
+type Handler = Rc<RefCell<Option<js_sys::Function>>>;
+
 /// A member of one room, with a WebRTC data channel to every other member.
 #[wasm_bindgen(js_name = Transport)]
 pub struct JsTransport {
     inner: Rc<Transport>,
+    on_message: Handler,
+    on_peer: Handler,
+}
+
+impl JsTransport {
+    /// Sets `handler` to `callback`; the first time, starts the loop that feeds it from
+    /// `next` (one loop per kind, so a second registration replaces rather than competes).
+    fn set_handler<T: 'static, F>(handler: &Handler, callback: js_sys::Function, inner: &Rc<Transport>, next: F, dispatch: fn(&js_sys::Function, T))
+    where
+        F: Fn(Rc<Transport>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>>>> + 'static,
+    {
+        let first = handler.borrow_mut().replace(callback).is_none();
+        if !first {
+            return;
+        }
+        let (handler, inner) = (Rc::clone(handler), Rc::clone(inner));
+        wasm_bindgen_futures::spawn_local(async move {
+            while let Some(item) = next(Rc::clone(&inner)).await {
+                // Clone out of the cell: the callback may itself call onMessage/onPeer.
+                let callback = handler.borrow().clone();
+                if let Some(callback) = callback {
+                    dispatch(&callback, item);
+                }
+            }
+        });
+    }
+}
+
+fn dispatch_message(callback: &js_sys::Function, message: crate::event::Message) {
+    let data = match (message.text, std::str::from_utf8(&message.data)) {
+        (true, Ok(text)) => JsValue::from_str(text),
+        _ => js_sys::Uint8Array::from(&message.data[..]).into(),
+    };
+    call(callback, &[JsValue::from_str(message.from.as_str()), data]);
+}
+
+fn dispatch_event(callback: &js_sys::Function, event: Event) {
+    call(callback, &[peer_event(&event)]);
 }
 
 #[wasm_bindgen(js_class = Transport)]
@@ -192,7 +234,8 @@ impl JsTransport {
                 .map_err(|e| js_error(Error::Config(format!("bad options: {e}"))))?;
             let config = options.into_config().map_err(js_error)?;
             let transport = Transport::connect(config).await.map_err(js_error)?;
-            Ok(JsTransport { inner: Rc::new(transport) }.into())
+            let inner = Rc::new(transport);
+            Ok(JsTransport { inner, on_message: Handler::default(), on_peer: Handler::default() }.into())
         })
     }
 
@@ -213,36 +256,23 @@ impl JsTransport {
         self.inner.peers().into_iter().map(|p| p.0).collect()
     }
 
-    /// Registers the message handler `(peerId: string, data: string | Uint8Array) => void`;
-    /// text messages arrive as strings. Messages received before this call are kept (up to
-    /// the receive queue) and delivered to the first handler.
+    /// Sets the message handler `(peerId: string, data: string | Uint8Array) => void`; text
+    /// messages arrive as strings. Messages received before the first call wait (up to the
+    /// receive queue) and go to it; a later call replaces the handler.
     #[wasm_bindgen(js_name = onMessage)]
     pub fn on_message(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(peerId: string, data: string | Uint8Array) => void")]
         callback: js_sys::Function,
     ) {
-        let inner = Rc::clone(&self.inner);
-        wasm_bindgen_futures::spawn_local(async move {
-            while let Some(message) = inner.recv().await {
-                let data = match (message.text, std::str::from_utf8(&message.data)) {
-                    (true, Ok(text)) => JsValue::from_str(text),
-                    _ => js_sys::Uint8Array::from(&message.data[..]).into(),
-                };
-                call(&callback, &[JsValue::from_str(message.from.as_str()), data]);
-            }
-        });
+        JsTransport::set_handler(&self.on_message, callback, &self.inner, |t| Box::pin(async move { t.recv().await }), dispatch_message);
     }
 
-    /// Registers the peer event handler `(event: PeerEvent) => void`.
+    /// Sets the peer event handler `(event: PeerEvent) => void`; events from before the first
+    /// call are kept for it; a later call replaces the handler.
     #[wasm_bindgen(js_name = onPeer)]
     pub fn on_peer(&self, #[wasm_bindgen(unchecked_param_type = "(event: PeerEvent) => void")] callback: js_sys::Function) {
-        let inner = Rc::clone(&self.inner);
-        wasm_bindgen_futures::spawn_local(async move {
-            while let Some(event) = inner.next_event().await {
-                call(&callback, &[peer_event(&event)]);
-            }
-        });
+        JsTransport::set_handler(&self.on_peer, callback, &self.inner, |t| Box::pin(async move { t.next_event().await }), dispatch_event);
     }
 
     /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. Resolves when
