@@ -31,10 +31,20 @@ pub struct JoinArgs {
 }
 
 pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
-    let kind = if args.unreliable { ChannelKind::Unreliable } else { ChannelKind::Reliable };
-    let config = TransportConfig::builder(&args.signal, &args.room).channel(kind).build()?;
+    let kind = if args.unreliable {
+        ChannelKind::Unreliable
+    } else {
+        ChannelKind::Reliable
+    };
+    let config = TransportConfig::builder(&args.signal, &args.room)
+        .channel(kind)
+        .build()?;
     let started = Instant::now();
-    let transport = Arc::new(Transport::connect(config).await.context("joining the room")?);
+    let transport = Arc::new(
+        Transport::connect(config)
+            .await
+            .context("joining the room")?,
+    );
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "joined");
 
     let (connected_tx, mut connected) = watch::channel(0usize);
@@ -60,7 +70,9 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
                     let _ = writeln!(out, "{} {}", message.from, text);
                     let _ = out.flush();
                 }
-                None => tracing::info!(from = %message.from, bytes = message.data.len(), "binary message"),
+                None => {
+                    tracing::info!(from = %message.from, bytes = message.data.len(), "binary message")
+                }
             }
         }
     });
@@ -69,8 +81,15 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         let wanted = args.wait_peers;
         let wait = connected.wait_for(|n| *n >= wanted);
         match tokio::time::timeout(Duration::from_secs(args.wait_timeout), wait).await {
-            Ok(Ok(_)) => tracing::info!(peers = wanted, elapsed_ms = started.elapsed().as_millis() as u64, "peers ready"),
-            _ => bail!("fewer than {wanted} peers connected within {} s", args.wait_timeout),
+            Ok(Ok(_)) => tracing::info!(
+                peers = wanted,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "peers ready"
+            ),
+            _ => bail!(
+                "fewer than {wanted} peers connected within {} s",
+                args.wait_timeout
+            ),
         }
     }
 

@@ -1,7 +1,12 @@
 //! `native-demo`: the command-line face of miaou-transport. Logs go to stderr; stdout carries
-//! only the data a command promises (received chat lines), so scripts and tests can read it.
+//! only the data a command promises (received chat lines, received files' SHA-256), so scripts
+//! and tests can read it.
 
+mod echo;
+mod file_protocol;
 mod join;
+mod receive;
+mod send;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +25,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Join a room and chat: stdin lines go to every peer, received text goes to stdout.
     Join(join::JoinArgs),
+    /// Send files to every peer in a room (docs/file-transfer.md).
+    Send(send::SendArgs),
+    /// Receive files into a directory; prints `<sha256>  <name>` per verified file.
+    Receive(receive::ReceiveArgs),
+    /// Send every message back to its sender (interop tests, round-trip measurements).
+    Echo(echo::EchoArgs),
 }
 
 #[tokio::main]
@@ -32,6 +43,9 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Join(args) => join::run(args).await,
+        Command::Send(args) => with_peak_rss(send::run(args).await),
+        Command::Receive(args) => with_peak_rss(receive::run(args).await),
+        Command::Echo(args) => echo::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -40,4 +54,12 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs this process's peak resident memory (`VmHWM`) on the way out, success or not.
+fn with_peak_rss<T>(result: T) -> T {
+    if let Some(kib) = file_protocol::peak_rss_kib() {
+        tracing::info!("peak RSS {kib} KiB");
+    }
+    result
 }

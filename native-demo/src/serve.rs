@@ -25,20 +25,34 @@ fn default_dir(name: &str) -> PathBuf {
     if here.is_dir() {
         return here;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name)
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let www = args.www.unwrap_or_else(|| default_dir("www"));
     let pkg = args.pkg.unwrap_or_else(|| default_dir("pkg"));
     if !pkg.join("miaou_transport.js").is_file() {
-        tracing::warn!("{} has no built package; run `npm run build` for the demo page to work", pkg.display());
+        tracing::warn!(
+            "{} has no built package; run `npm run build` for the demo page to work",
+            pkg.display()
+        );
     }
-    let config = BridgeConfig { addr: args.addr, www_dir: Some(www), pkg_dir: Some(pkg), ..BridgeConfig::default() };
-    let bridge = bridge::serve(config).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let config = BridgeConfig {
+        addr: args.addr,
+        www_dir: Some(www),
+        pkg_dir: Some(pkg),
+        ..BridgeConfig::default()
+    };
+    let bridge = bridge::serve(config)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
     println!("demo page: {}?room=lobby", bridge.http_url());
     println!("signaling: {}", bridge.ws_url());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     bridge.shutdown().await;
     Ok(())
 }

@@ -49,7 +49,9 @@ fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
 }
 
 fn next_line(proc: &Proc, timeout: Duration) -> String {
-    proc.lines.recv_timeout(timeout).expect("a stdout line in time")
+    proc.lines
+        .recv_timeout(timeout)
+        .expect("a stdout line in time")
 }
 
 fn wait_exit(proc: &mut Proc, timeout: Duration) -> ExitStatus {
@@ -58,7 +60,10 @@ fn wait_exit(proc: &mut Proc, timeout: Duration) -> ExitStatus {
         if let Some(status) = proc.child.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "process did not exit within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {timeout:?}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -78,10 +83,30 @@ fn bridge() -> (Proc, String) {
 #[test]
 fn two_processes_exchange_1000_messages_each_way_in_order() {
     let (_bridge, ws) = bridge();
-    let mut a = spawn(&["join", "--signal", &ws, "--room", "cli-chat", "--wait-peers", "1"]);
-    let mut b = spawn(&["join", "--signal", &ws, "--room", "cli-chat", "--wait-peers", "1"]);
+    let mut a = spawn(&[
+        "join",
+        "--signal",
+        &ws,
+        "--room",
+        "cli-chat",
+        "--wait-peers",
+        "1",
+    ]);
+    let mut b = spawn(&[
+        "join",
+        "--signal",
+        &ws,
+        "--room",
+        "cli-chat",
+        "--wait-peers",
+        "1",
+    ]);
 
-    let lines_from = |who: &str| (0..COUNT).map(|i| format!("{who}-{i} {}", "z".repeat(i % 97))).collect::<Vec<_>>();
+    let lines_from = |who: &str| {
+        (0..COUNT)
+            .map(|i| format!("{who}-{i} {}", "z".repeat(i % 97)))
+            .collect::<Vec<_>>()
+    };
     let (sent_by_a, sent_by_b) = (lines_from("a"), lines_from("b"));
     let mut stdin_a = a.child.stdin.take().expect("stdin");
     let mut stdin_b = b.child.stdin.take().expect("stdin");
@@ -93,10 +118,18 @@ fn two_processes_exchange_1000_messages_each_way_in_order() {
     }
 
     // Each prints `<peer-id> <text>`; all from the one other peer, in send order.
-    let received = |proc: &Proc| (0..COUNT).map(|_| next_line(proc, Duration::from_secs(60))).collect::<Vec<_>>();
+    let received = |proc: &Proc| {
+        (0..COUNT)
+            .map(|_| next_line(proc, Duration::from_secs(60)))
+            .collect::<Vec<_>>()
+    };
     let (got_a, got_b) = (received(&a), received(&b));
     let strip = |lines: &[String]| {
-        let sender = lines[0].split_once(' ').expect("peer id and text").0.to_owned();
+        let sender = lines[0]
+            .split_once(' ')
+            .expect("peer id and text")
+            .0
+            .to_owned();
         let texts: Vec<String> = lines
             .iter()
             .map(|l| {
@@ -115,26 +148,54 @@ fn two_processes_exchange_1000_messages_each_way_in_order() {
 
     drop(stdin_a);
     drop(stdin_b);
-    assert!(wait_exit(&mut a, Duration::from_secs(30)).success(), "a exits 0 after stdin EOF");
-    assert!(wait_exit(&mut b, Duration::from_secs(30)).success(), "b exits 0 after stdin EOF");
+    assert!(
+        wait_exit(&mut a, Duration::from_secs(30)).success(),
+        "a exits 0 after stdin EOF"
+    );
+    assert!(
+        wait_exit(&mut b, Duration::from_secs(30)).success(),
+        "b exits 0 after stdin EOF"
+    );
 }
 
 #[test]
 fn lines_sent_right_before_eof_are_delivered() {
     // The sender closes stdin immediately after writing: close() must still deliver all.
     let (_bridge, ws) = bridge();
-    let receiver = spawn(&["join", "--signal", &ws, "--room", "eof", "--wait-peers", "1"]);
-    let mut sender = spawn(&["join", "--signal", &ws, "--room", "eof", "--wait-peers", "1"]);
+    let receiver = spawn(&[
+        "join",
+        "--signal",
+        &ws,
+        "--room",
+        "eof",
+        "--wait-peers",
+        "1",
+    ]);
+    let mut sender = spawn(&[
+        "join",
+        "--signal",
+        &ws,
+        "--room",
+        "eof",
+        "--wait-peers",
+        "1",
+    ]);
     {
         let mut stdin = sender.child.stdin.take().expect("stdin");
         for i in 0..COUNT {
             writeln!(stdin, "last-burst-{i}").expect("write");
         }
     } // EOF here
-    assert!(wait_exit(&mut sender, Duration::from_secs(30)).success(), "sender exits 0");
+    assert!(
+        wait_exit(&mut sender, Duration::from_secs(30)).success(),
+        "sender exits 0"
+    );
     for i in 0..COUNT {
         let line = next_line(&receiver, Duration::from_secs(30));
-        assert!(line.ends_with(&format!(" last-burst-{i}")), "line {i}: {line}");
+        assert!(
+            line.ends_with(&format!(" last-burst-{i}")),
+            "line {i}: {line}"
+        );
     }
 }
 
@@ -148,7 +209,10 @@ fn unreachable_signaling_server_is_a_clear_error() {
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("signaling connection to ws://127.0.0.1:9/ws failed"), "{stderr}");
+    assert!(
+        stderr.contains("signaling connection to ws://127.0.0.1:9/ws failed"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,0 +1,56 @@
+//! `native-demo echo`: joins a room and sends every message back to its sender unchanged
+//! (text stays text, binary stays binary). A fixed peer for interop tests and round-trip
+//! measurements.
+
+use anyhow::Context;
+use clap::Args;
+use miaou_transport::{Transport, TransportConfig};
+
+#[derive(Args)]
+pub struct EchoArgs {
+    /// Signaling server WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long)]
+    signal: String,
+    /// Room name.
+    #[arg(long)]
+    room: String,
+    /// Largest message accepted and echoed, bytes.
+    #[arg(long, default_value_t = miaou_transport::DEFAULT_MAX_MESSAGE_SIZE)]
+    max_message_size: usize,
+}
+
+pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+    let config = TransportConfig::builder(&args.signal, &args.room)
+        .max_message_size(args.max_message_size)
+        .build()?;
+    let transport = Transport::connect(config)
+        .await
+        .context("joining the room")?;
+    tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "echoing");
+    // Stops on Ctrl-C or when stdin closes, so a parent process can end it cleanly.
+    let mut stdin_closed = tokio::spawn(async {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut sink).await;
+    });
+    loop {
+        tokio::select! {
+            message = transport.recv() => {
+                let Some(message) = message else { break };
+                let (peer, bytes) = (message.from.clone(), message.data.len());
+                let sent = if message.text {
+                    transport.send_text(&peer, message.as_text().unwrap_or_default()).await
+                } else {
+                    transport.send(&peer, message.data).await
+                };
+                match sent {
+                    Ok(()) => tracing::debug!(%peer, bytes, "echoed"),
+                    Err(e) => tracing::warn!(%peer, bytes, "echo failed: {e}"),
+                }
+            }
+            _ = &mut stdin_closed => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    transport.close().await.context("closing")?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+// Single large messages and both channel kinds between the browser package and a native peer
+// (`native-demo echo`, which sends every message back unchanged).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { startBridge, launchChromium, openChat, waitFor, nativeDemo, repoRoot } from "./harness.mjs";
+
+let bridge;
+let browser;
+
+before(async () => {
+  bridge = await startBridge();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  bridge?.stop();
+});
+
+/** Starts `native-demo echo` in `room`; resolves once it has joined. */
+async function startEcho(room) {
+  const proc = spawn(nativeDemo, ["echo", "--signal", bridge.ws, "--room", room], { cwd: repoRoot, stdio: ["pipe", "ignore", "pipe"] });
+  let stderr = "";
+  proc.stderr.on("data", (c) => { stderr += c; });
+  await waitFor(() => /echoing/.test(stderr), "echo to join");
+  return { stop: () => proc.stdin.end(), kill: () => proc.kill("SIGKILL"), get stderr() { return stderr; } };
+}
+
+/** In the page: connects its own Transport (offering, since the echo joined first), sends each
+ *  payload spec to the echo peer and checks the echo byte for byte. Returns a summary. */
+function roundTrips(page, room, channel, specs) {
+  return page.evaluate(async ({ signal, room, channel, specs }) => {
+    const { Transport } = await import("miaou-transport");
+    const t = await Transport.connect({ signal, room, channel });
+    const peer = await new Promise((resolve) => t.onPeer((e) => e.type === "connected" && resolve(e.peerId)));
+    const inbox = [];
+    let wake = () => {};
+    t.onMessage((from, data) => { inbox.push({ from, data }); wake(); });
+    const next = () => inbox.length ? Promise.resolve(inbox.shift())
+      : new Promise((resolve) => { wake = () => resolve(inbox.shift()); });
+    const results = [];
+    for (const spec of specs) {
+      let payload;
+      if (spec.text) {
+        payload = spec.text;
+      } else {
+        payload = new Uint8Array(spec.bytes);
+        for (let i = 0; i < payload.length; i += 65536) crypto.getRandomValues(payload.subarray(i, i + 65536));
+      }
+      await t.send(peer, payload);
+      const echo = await next();
+      const same = typeof payload === "string"
+        ? echo.data === payload
+        : echo.data instanceof Uint8Array && echo.data.length === payload.length && echo.data.every((b, i) => b === payload[i]);
+      results.push({ size: spec.bytes ?? spec.text.length, same, from: echo.from === peer });
+    }
+    await t.close();
+    return results;
+  }, { signal: bridge.ws, room, channel, specs });
+}
+
+test("300 KiB and 8 MiB single messages browser -> native -> browser", async () => {
+  const echo = await startEcho("big-messages");
+  const page = await openChat(browser, bridge.http, "big-messages-ui");
+  try {
+    const results = await roundTrips(page, "big-messages", "reliable", [{ bytes: 300 * 1024 }, { bytes: 8 * 1024 * 1024 }, { text: "done ✓" }]);
+    assert.deepEqual(results, [
+      { size: 300 * 1024, same: true, from: true },
+      { size: 8 * 1024 * 1024, same: true, from: true },
+      { size: 6, same: true, from: true },
+    ]);
+    assert.deepEqual(page.miaouErrors, []);
+  } finally {
+    echo.stop();
+    await page.close();
+  }
+});
+
+test("unreliable channel (unordered, maxRetransmits 0) between browser and native", async () => {
+  const echo = await startEcho("unreliable");
+  const page = await openChat(browser, bridge.http, "unreliable-ui");
+  try {
+    const specs = [...Array.from({ length: 50 }, (_, i) => ({ text: `u${i}` })), { bytes: 100_000 }];
+    const results = await roundTrips(page, "unreliable", "unreliable", specs);
+    // Loopback loses nothing; each message is awaited before the next, so order holds too.
+    assert.equal(results.length, 51);
+    assert.ok(results.every((r) => r.same && r.from), JSON.stringify(results.filter((r) => !r.same)));
+    assert.match(echo.stderr, /using the offerer's channel kind|echoing/);
+  } finally {
+    echo.stop();
+    await page.close();
+  }
+});
+
+test("bad options and unknown peers give MiaouError, not a crash", async () => {
+  const page = await openChat(browser, bridge.http, "bad-input");
+  try {
+    const outcome = await page.evaluate(async (signal) => {
+      const { Transport } = await import("miaou-transport");
+      const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return `${e.name}: ${e.message}`; } };
+      return {
+        noRoom: await attempt(() => Transport.connect({ signal })),
+        weirdChannel: await attempt(() => Transport.connect({ signal, room: "r", channel: "weird" })),
+        badIce: await attempt(() => Transport.connect({ signal, room: "r", iceServers: 5 })),
+        httpUrl: await attempt(() => Transport.connect({ signal: "http://127.0.0.1:1/", room: "r" })),
+        closedPort: await attempt(() => Transport.connect({ signal: "ws://127.0.0.1:9/ws", room: "r" })),
+        longRoom: await attempt(() => Transport.connect({ signal, room: "x".repeat(65) })),
+        unknownPeer: await attempt(() => window.miaouChat.transport.send("no-such-peer", "hi")),
+        badPayload: await attempt(() => window.miaouChat.transport.send("no-such-peer", 42)),
+      };
+    }, bridge.ws);
+    assert.match(outcome.noRoom, /^MiaouError: .*room/);
+    assert.match(outcome.weirdChannel, /^MiaouError: .*channel must be/);
+    assert.match(outcome.badIce, /^MiaouError: .*bad options/);
+    assert.match(outcome.httpUrl, /^MiaouError: .*ws:\/\//);
+    assert.match(outcome.closedPort, /^MiaouError: signaling connection to ws:\/\/127\.0\.0\.1:9\/ws failed/);
+    assert.match(outcome.longRoom, /^MiaouError: .*64/);
+    assert.match(outcome.unknownPeer, /^MiaouError: peer no-such-peer is not connected/);
+    assert.match(outcome.badPayload, /^MiaouError: .*string, Uint8Array or ArrayBuffer/);
+  } finally {
+    await page.close();
+  }
+});
