@@ -18,7 +18,10 @@ pub struct IceServer {
 impl IceServer {
     /// A server reached without credentials (STUN).
     pub fn new(url: impl Into<String>) -> Self {
-        IceServer { urls: vec![url.into()], ..Default::default() }
+        IceServer {
+            urls: vec![url.into()],
+            ..Default::default()
+        }
     }
 }
 
@@ -44,7 +47,9 @@ impl ChannelKind {
 
     /// The kind a remote-created channel with `label` has, if it is one of ours.
     pub fn from_label(label: &str) -> Option<Self> {
-        [ChannelKind::Reliable, ChannelKind::Unreliable].into_iter().find(|k| k.label() == label)
+        [ChannelKind::Reliable, ChannelKind::Unreliable]
+            .into_iter()
+            .find(|k| k.label() == label)
     }
 }
 
@@ -128,7 +133,10 @@ impl TransportConfig {
     /// assert_eq!(config.room, "lobby");
     /// assert!(config.ice_servers.is_empty());
     /// ```
-    pub fn builder(signaling_url: impl Into<String>, room: impl Into<String>) -> TransportConfigBuilder {
+    pub fn builder(
+        signaling_url: impl Into<String>,
+        room: impl Into<String>,
+    ) -> TransportConfigBuilder {
         TransportConfigBuilder {
             config: TransportConfig {
                 signaling_url: signaling_url.into(),
@@ -154,7 +162,9 @@ impl TransportConfig {
     pub fn validate(&self) -> Result<()> {
         let url = &self.signaling_url;
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            return Err(Error::Config(format!("signaling URL must start with ws:// or wss://, got {url:?}")));
+            return Err(Error::Config(format!(
+                "signaling URL must start with ws:// or wss://, got {url:?}"
+            )));
         }
         validate_room(&self.room).map_err(Error::Config)?;
         if self.max_frame_size < crate::codec::MIN_FRAME_SIZE {
@@ -188,7 +198,11 @@ impl TransportConfig {
     }
 
     /// Settings of a `kind` link to a peer whose SDP advertised `remote_max_message_size` bytes.
-    pub(crate) fn link_settings(&self, kind: ChannelKind, remote_max_message_size: usize) -> crate::session::link::LinkSettings {
+    pub(crate) fn link_settings(
+        &self,
+        kind: ChannelKind,
+        remote_max_message_size: usize,
+    ) -> crate::session::link::LinkSettings {
         crate::session::link::LinkSettings {
             limits: crate::codec::CodecLimits {
                 max_message_size: self.max_message_size,
@@ -282,8 +296,10 @@ impl TransportConfigBuilder {
     /// Validates and returns the configuration. Errors: [`Error::Config`].
     pub fn build(mut self) -> Result<TransportConfig> {
         if !self.reassembly_set {
-            self.config.max_reassembly_bytes =
-                self.config.max_message_size.saturating_add(self.config.max_frame_size);
+            self.config.max_reassembly_bytes = self
+                .config
+                .max_message_size
+                .saturating_add(self.config.max_frame_size);
         }
         self.config.validate()?;
         Ok(self.config)
@@ -304,10 +320,18 @@ mod tests {
 
     #[test]
     fn bad_fields_are_config_errors() {
-        assert!(matches!(TransportConfig::builder("http://h", "r").build(), Err(Error::Config(_))));
-        assert!(matches!(TransportConfig::builder("ws://h", "").build(), Err(Error::Config(_))));
         assert!(matches!(
-            TransportConfig::builder("ws://h", "r").max_frame_size(1).build(),
+            TransportConfig::builder("http://h", "r").build(),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            TransportConfig::builder("ws://h", "").build(),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            TransportConfig::builder("ws://h", "r")
+                .max_frame_size(1)
+                .build(),
             Err(Error::Config(_))
         ));
     }

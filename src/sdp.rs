@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn reads_browser_values_and_zero_means_unlimited() {
-        assert_eq!(max_message_size("m=application 9 x\r\na=max-message-size:262144\r\n"), 262_144);
+        assert_eq!(
+            max_message_size("m=application 9 x\r\na=max-message-size:262144\r\n"),
+            262_144
+        );
         assert_eq!(max_message_size("a=max-message-size:0\n"), usize::MAX);
         assert_eq!(max_message_size("a=max-message-size:junk\n"), 65_536);
     }
@@ -77,9 +80,16 @@ mod tests {
     #[test]
     fn inserts_after_sctp_port_once() {
         let out = advertise_max_message_size(WEBRTC_RS_ANSWER, 65_535);
-        assert!(out.ends_with("a=sctp-port:5000\r\na=max-message-size:65535\r\n"), "{out}");
+        assert!(
+            out.ends_with("a=sctp-port:5000\r\na=max-message-size:65535\r\n"),
+            "{out}"
+        );
         assert_eq!(max_message_size(&out), 65_535);
-        assert_eq!(advertise_max_message_size(&out, 1), out, "existing attribute is kept");
+        assert_eq!(
+            advertise_max_message_size(&out, 1),
+            out,
+            "existing attribute is kept"
+        );
     }
 
     #[test]

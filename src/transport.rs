@@ -57,15 +57,16 @@ impl Transport {
         // accepts TCP and then says nothing must not hang us.
         let joining = join_room(&config);
         let timeout = backend::sleep_ms(config.connect_timeout_ms);
-        let (signal_tx, from_bridge, peer_id, peers) = match future::select(Box::pin(joining), Box::pin(timeout)).await {
-            Either::Left((result, _)) => result?,
-            Either::Right(_) => {
-                return Err(Error::Timeout {
-                    what: format!("joining through {}", config.signaling_url),
-                    ms: config.connect_timeout_ms,
-                })
-            }
-        };
+        let (signal_tx, from_bridge, peer_id, peers) =
+            match future::select(Box::pin(joining), Box::pin(timeout)).await {
+                Either::Left((result, _)) => result?,
+                Either::Right(_) => {
+                    return Err(Error::Timeout {
+                        what: format!("joining through {}", config.signaling_url),
+                        ms: config.connect_timeout_ms,
+                    })
+                }
+            };
         let (message_tx, messages) = async_channel::bounded(config.receive_queue_messages);
         let (event_tx, events) = async_channel::bounded(EVENT_QUEUE);
         let (rtc_tx, rtc_rx) = async_channel::bounded(256);
@@ -73,10 +74,21 @@ impl Transport {
         let links = LinkTable::default();
         let room = config.room.clone();
         let close_timeout_ms = config.close_timeout_ms;
-        let sinks = Sinks { messages: message_tx, events: event_tx };
+        let sinks = Sinks {
+            messages: message_tx,
+            events: event_tx,
+        };
         let driver = Driver::new(config, signal_tx, rtc_tx, links.clone(), sinks);
         backend::spawn(driver.run(peers, from_bridge, rtc_rx, command_rx));
-        Ok(Transport { peer_id, room, close_timeout_ms, links, messages, events, commands })
+        Ok(Transport {
+            peer_id,
+            room,
+            close_timeout_ms,
+            links,
+            messages,
+            events,
+            commands,
+        })
     }
 
     /// Our peer id, assigned by the signaling server.
@@ -118,7 +130,8 @@ impl Transport {
 
     /// Sends `text` to `peer` as a text message (a string in the browser API).
     pub async fn send_text(&self, peer: &PeerId, text: &str) -> Result<()> {
-        self.send_payload(peer, Bytes::copy_from_slice(text.as_bytes()), true).await
+        self.send_payload(peer, Bytes::copy_from_slice(text.as_bytes()), true)
+            .await
     }
 
     /// Sends `data`, marked as text when `text` (the payload must then be UTF-8).
@@ -133,17 +146,26 @@ impl Transport {
 
     /// Sends `text` to every connected peer as a text message.
     pub async fn broadcast_text(&self, text: &str) -> Result<()> {
-        self.broadcast_payload(Bytes::copy_from_slice(text.as_bytes()), true).await
+        self.broadcast_payload(Bytes::copy_from_slice(text.as_bytes()), true)
+            .await
     }
 
     pub(crate) async fn broadcast_payload(&self, data: Bytes, text: bool) -> Result<()> {
-        let links: Vec<(PeerId, LinkHandle)> = lock(&self.links).iter().map(|(p, l)| (p.clone(), l.clone())).collect();
-        let sends = links.iter().map(|(peer, link)| link.send(peer, data.clone(), text));
+        let links: Vec<(PeerId, LinkHandle)> = lock(&self.links)
+            .iter()
+            .map(|(p, l)| (p.clone(), l.clone()))
+            .collect();
+        let sends = links
+            .iter()
+            .map(|(peer, link)| link.send(peer, data.clone(), text));
         future::join_all(sends).await.into_iter().collect()
     }
 
     fn link(&self, peer: &PeerId) -> Result<LinkHandle> {
-        lock(&self.links).get(peer).cloned().ok_or_else(|| Error::PeerNotConnected(peer.clone()))
+        lock(&self.links)
+            .get(peer)
+            .cloned()
+            .ok_or_else(|| Error::PeerNotConnected(peer.clone()))
     }
 
     /// Closes without losing data: every message accepted by `send` is delivered and
@@ -155,7 +177,9 @@ impl Transport {
     /// channel failed while draining. The transport is closed in every case.
     pub async fn close(&self) -> Result<()> {
         let links: Vec<(PeerId, LinkHandle)> = lock(&self.links).drain().collect();
-        let closes = links.iter().map(|(peer, link)| link.close(peer, self.close_timeout_ms));
+        let closes = links
+            .iter()
+            .map(|(peer, link)| link.close(peer, self.close_timeout_ms));
         let result: Result<()> = future::join_all(closes).await.into_iter().collect();
         let (done, wait) = oneshot::channel();
         if self.commands.send(Command::Shutdown { done }).await.is_ok() {
@@ -178,16 +202,30 @@ impl std::fmt::Debug for Transport {
 }
 
 fn closed_early(config: &TransportConfig) -> Error {
-    Error::Signaling { url: config.signaling_url.clone(), reason: "connection closed before welcome".into() }
+    Error::Signaling {
+        url: config.signaling_url.clone(),
+        reason: "connection closed before welcome".into(),
+    }
 }
 
 /// Opens the signaling socket, sends `join` and waits for the welcome.
 async fn join_room(
     config: &TransportConfig,
-) -> Result<(async_channel::Sender<String>, async_channel::Receiver<String>, PeerId, Vec<PeerId>)> {
+) -> Result<(
+    async_channel::Sender<String>,
+    async_channel::Receiver<String>,
+    PeerId,
+    Vec<PeerId>,
+)> {
     let (signal_tx, from_bridge) = backend::connect_signaling(&config.signaling_url).await?;
-    let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: config.room.clone() };
-    signal_tx.send(join.to_json()).await.map_err(|_| closed_early(config))?;
+    let join = ClientMessage::Join {
+        v: PROTOCOL_VERSION,
+        room: config.room.clone(),
+    };
+    signal_tx
+        .send(join.to_json())
+        .await
+        .map_err(|_| closed_early(config))?;
     let (peer_id, peers) = wait_for_welcome(&from_bridge, config).await?;
     Ok((signal_tx, from_bridge, peer_id, peers))
 }
@@ -200,7 +238,9 @@ async fn wait_for_welcome(
         let text = from_bridge.recv().await.map_err(|_| closed_early(config))?;
         match ServerMessage::parse(&text)? {
             ServerMessage::Welcome { peer_id, peers, .. } => return Ok((peer_id, peers)),
-            ServerMessage::Error { code, message } => return Err(Error::Rejected { code, message }),
+            ServerMessage::Error { code, message } => {
+                return Err(Error::Rejected { code, message })
+            }
             other => tracing::debug!("ignored before welcome: {other:?}"),
         }
     }

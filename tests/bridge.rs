@@ -27,7 +27,11 @@ const QUIET: Duration = Duration::from_millis(300);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn start_with(max_peers_per_room: usize, www_dir: Option<PathBuf>, pkg_dir: Option<PathBuf>) -> Bridge {
+async fn start_with(
+    max_peers_per_room: usize,
+    www_dir: Option<PathBuf>,
+    pkg_dir: Option<PathBuf>,
+) -> Bridge {
     let config = BridgeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         www_dir,
@@ -66,7 +70,11 @@ impl Client {
     /// Connects and joins `room`; returns the client, its id and the peers in its welcome.
     async fn join(bridge: &Bridge, room: &str) -> (Client, PeerId, Vec<PeerId>) {
         let mut c = Client::connect(bridge).await;
-        c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into() }).await;
+        c.send(&ClientMessage::Join {
+            v: PROTOCOL_VERSION,
+            room: room.into(),
+        })
+        .await;
         let (id, peers) = c.welcome(room).await;
         (c, id, peers)
     }
@@ -86,9 +94,10 @@ impl Client {
                 Ok(frame) => frame,
             };
             return Some(match frame {
-                Some(Ok(Message::Text(t))) => {
-                    Seen::Msg(ServerMessage::parse(t.as_str()).unwrap_or_else(|e| panic!("bridge sent invalid JSON {t}: {e}")))
-                }
+                Some(Ok(Message::Text(t))) => Seen::Msg(
+                    ServerMessage::parse(t.as_str())
+                        .unwrap_or_else(|e| panic!("bridge sent invalid JSON {t}: {e}")),
+                ),
                 Some(Ok(Message::Close(frame))) => Seen::Closed(frame),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(other)) => panic!("bridge sent a non-text frame: {other:?}"),
@@ -106,7 +115,12 @@ impl Client {
 
     async fn welcome(&mut self, room: &str) -> (PeerId, Vec<PeerId>) {
         match self.recv().await {
-            ServerMessage::Welcome { v, peer_id, room: r, peers } => {
+            ServerMessage::Welcome {
+                v,
+                peer_id,
+                room: r,
+                peers,
+            } => {
                 assert_eq!(v, PROTOCOL_VERSION);
                 assert_eq!(r, room);
                 assert!(!peer_id.as_str().is_empty());
@@ -134,11 +148,17 @@ impl Client {
 }
 
 fn offer(sdp: &str) -> Signal {
-    Signal::Description { sdp_type: SdpType::Offer, sdp: sdp.into() }
+    Signal::Description {
+        sdp_type: SdpType::Offer,
+        sdp: sdp.into(),
+    }
 }
 
 fn signal(to: &PeerId, signal: Signal) -> ClientMessage {
-    ClientMessage::Signal { to: to.clone(), signal }
+    ClientMessage::Signal {
+        to: to.clone(),
+        signal,
+    }
 }
 
 #[tokio::test]
@@ -158,17 +178,40 @@ async fn peers_hear_of_joins_and_of_closes() {
     let bridge = start().await;
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
     let (b, b_id, _) = Client::join(&bridge, "lobby").await;
-    assert_eq!(a.recv().await, ServerMessage::PeerJoined { peer_id: b_id.clone() });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerJoined {
+            peer_id: b_id.clone()
+        }
+    );
     let (mut c, c_id, _) = Client::join(&bridge, "lobby").await;
-    assert_eq!(a.recv().await, ServerMessage::PeerJoined { peer_id: c_id.clone() });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerJoined {
+            peer_id: c_id.clone()
+        }
+    );
     let mut b = b;
-    assert_eq!(b.recv().await, ServerMessage::PeerJoined { peer_id: c_id.clone() });
+    assert_eq!(
+        b.recv().await,
+        ServerMessage::PeerJoined {
+            peer_id: c_id.clone()
+        }
+    );
 
     // A clean WebSocket close.
     b.ws.close(None).await.expect("close");
-    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id.clone() });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerLeft {
+            peer_id: b_id.clone()
+        }
+    );
     // The bridge completes the closing handshake.
-    assert!(matches!(b.next(PROMPT).await, Some(Seen::Closed(_))), "no close reply");
+    assert!(
+        matches!(b.next(PROMPT).await, Some(Seen::Closed(_))),
+        "no close reply"
+    );
     assert_eq!(c.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
 
     // A dropped TCP connection without a close frame.
@@ -204,14 +247,32 @@ async fn offer_answer_and_candidates_are_relayed_with_from_set_by_the_bridge() {
         r#"{{"type":"signal","to":"{a_id}","from":"{a_id}","signal":{{"kind":"description","sdpType":"offer","sdp":"v=0 offer"}}}}"#
     );
     b.send_text(forged).await;
-    assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id.clone(), signal: offer("v=0 offer") });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::Signal {
+            from: b_id.clone(),
+            signal: offer("v=0 offer")
+        }
+    );
 
-    let answer = Signal::Description { sdp_type: SdpType::Answer, sdp: "v=0 answer".into() };
+    let answer = Signal::Description {
+        sdp_type: SdpType::Answer,
+        sdp: "v=0 answer".into(),
+    };
     a.send(&signal(&b_id, answer.clone())).await;
-    assert_eq!(b.recv().await, ServerMessage::Signal { from: a_id.clone(), signal: answer });
+    assert_eq!(
+        b.recv().await,
+        ServerMessage::Signal {
+            from: a_id.clone(),
+            signal: answer
+        }
+    );
 
     let candidate = |n: u16| Signal::Candidate {
-        candidate: format!("candidate:{n} 1 udp 2122260223 198.18.0.1 {} typ host", 50000 + n),
+        candidate: format!(
+            "candidate:{n} 1 udp 2122260223 198.18.0.1 {} typ host",
+            50000 + n
+        ),
         sdp_mid: Some("0".into()),
         sdp_m_line_index: Some(0),
     };
@@ -220,13 +281,35 @@ async fn offer_answer_and_candidates_are_relayed_with_from_set_by_the_bridge() {
         a.send(&signal(&b_id, candidate(10 + n))).await;
     }
     for n in 0..3 {
-        assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id.clone(), signal: candidate(n) });
-        assert_eq!(b.recv().await, ServerMessage::Signal { from: a_id.clone(), signal: candidate(10 + n) });
+        assert_eq!(
+            a.recv().await,
+            ServerMessage::Signal {
+                from: b_id.clone(),
+                signal: candidate(n)
+            }
+        );
+        assert_eq!(
+            b.recv().await,
+            ServerMessage::Signal {
+                from: a_id.clone(),
+                signal: candidate(10 + n)
+            }
+        );
     }
     // End-of-candidates: empty candidate string, no mid/index.
-    let end = Signal::Candidate { candidate: String::new(), sdp_mid: None, sdp_m_line_index: None };
+    let end = Signal::Candidate {
+        candidate: String::new(),
+        sdp_mid: None,
+        sdp_m_line_index: None,
+    };
     b.send(&signal(&a_id, end.clone())).await;
-    assert_eq!(a.recv().await, ServerMessage::Signal { from: b_id, signal: end });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::Signal {
+            from: b_id,
+            signal: end
+        }
+    );
 }
 
 #[tokio::test]
@@ -257,7 +340,11 @@ async fn signal_or_leave_before_join_is_not_joined() {
 async fn second_join_is_already_joined() {
     let bridge = start().await;
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
-    a.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "other".into() }).await;
+    a.send(&ClientMessage::Join {
+        v: PROTOCOL_VERSION,
+        room: "other".into(),
+    })
+    .await;
     a.expect_error(ErrorCode::AlreadyJoined).await;
 }
 
@@ -265,11 +352,21 @@ async fn second_join_is_already_joined() {
 async fn bad_json_is_answered_and_the_connection_survives() {
     let bridge = start().await;
     let mut c = Client::connect(&bridge).await;
-    for text in ["{", "not json", r#"{"type":"teleport"}"#, r#"{"type":"join","room":"x"}"#, "[]"] {
+    for text in [
+        "{",
+        "not json",
+        r#"{"type":"teleport"}"#,
+        r#"{"type":"join","room":"x"}"#,
+        "[]",
+    ] {
         c.send_text(text.into()).await;
         c.expect_error(ErrorCode::BadJson).await;
     }
-    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "lobby".into() }).await;
+    c.send(&ClientMessage::Join {
+        v: PROTOCOL_VERSION,
+        room: "lobby".into(),
+    })
+    .await;
     c.welcome("lobby").await;
 }
 
@@ -277,9 +374,17 @@ async fn bad_json_is_answered_and_the_connection_survives() {
 async fn other_protocol_versions_are_rejected() {
     let bridge = start().await;
     let mut c = Client::connect(&bridge).await;
-    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION + 1, room: "lobby".into() }).await;
+    c.send(&ClientMessage::Join {
+        v: PROTOCOL_VERSION + 1,
+        room: "lobby".into(),
+    })
+    .await;
     c.expect_error(ErrorCode::BadVersion).await;
-    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "lobby".into() }).await;
+    c.send(&ClientMessage::Join {
+        v: PROTOCOL_VERSION,
+        room: "lobby".into(),
+    })
+    .await;
     c.welcome("lobby").await;
 }
 
@@ -288,7 +393,11 @@ async fn invalid_room_names_are_rejected() {
     let bridge = start().await;
     let mut c = Client::connect(&bridge).await;
     for room in [String::new(), "x".repeat(65), "a\u{7}b".into()] {
-        c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room }).await;
+        c.send(&ClientMessage::Join {
+            v: PROTOCOL_VERSION,
+            room,
+        })
+        .await;
         c.expect_error(ErrorCode::BadRoom).await;
     }
 }
@@ -299,7 +408,11 @@ async fn full_room_is_rejected() {
     let (_a, _, _) = Client::join(&bridge, "small").await;
     let (_b, _, _) = Client::join(&bridge, "small").await;
     let mut c = Client::connect(&bridge).await;
-    c.send(&ClientMessage::Join { v: PROTOCOL_VERSION, room: "small".into() }).await;
+    c.send(&ClientMessage::Join {
+        v: PROTOCOL_VERSION,
+        room: "small".into(),
+    })
+    .await;
     c.expect_error(ErrorCode::RoomFull).await;
 }
 
@@ -331,7 +444,10 @@ async fn huge_message_is_refused_and_the_bridge_keeps_serving() {
     let mut refused = false;
     while let Some(seen) = b.next(PROMPT).await {
         match seen {
-            Seen::Msg(ServerMessage::Error { code: ErrorCode::TooLarge, .. }) => refused = true,
+            Seen::Msg(ServerMessage::Error {
+                code: ErrorCode::TooLarge,
+                ..
+            }) => refused = true,
             Seen::Closed(_) | Seen::Ended => {
                 refused = true;
                 break;
@@ -352,7 +468,9 @@ async fn huge_message_is_refused_and_the_bridge_keeps_serving() {
 async fn binary_frames_are_rejected() {
     let bridge = start().await;
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
-    a.ws.send(Message::binary(vec![1u8, 2, 3])).await.expect("send binary");
+    a.ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send binary");
     a.expect_error(ErrorCode::BinaryFrame).await;
     // Still joined: a newcomer lists it.
     let (_b, _, peers) = Client::join(&bridge, "lobby").await;
@@ -368,7 +486,12 @@ async fn rooms_are_isolated() {
     a.expect_quiet().await; // no peer-joined across rooms
     let (_b, b_id, peers_b) = Client::join(&bridge, "one").await;
     assert_eq!(peers_b.len(), 1);
-    assert_eq!(a.recv().await, ServerMessage::PeerJoined { peer_id: b_id.clone() });
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerJoined {
+            peer_id: b_id.clone()
+        }
+    );
     c.expect_quiet().await;
     // Signals cannot cross rooms either.
     c.send(&signal(&b_id, offer("x"))).await;
@@ -384,15 +507,30 @@ async fn concurrent_joins_see_each_other_exactly_once() {
         let room = format!("race-{round}");
         let mut x = Client::connect(&bridge).await;
         let mut y = Client::connect(&bridge).await;
-        let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: room.clone() };
+        let join = ClientMessage::Join {
+            v: PROTOCOL_VERSION,
+            room: room.clone(),
+        };
         tokio::join!(x.send(&join), y.send(&join));
         let ((x_id, x_peers), (y_id, y_peers)) = tokio::join!(x.welcome(&room), y.welcome(&room));
         let x_saw_y = x_peers == vec![y_id.clone()];
         let y_saw_x = y_peers == vec![x_id.clone()];
-        assert!(x_saw_y != y_saw_x, "round {round}: exactly one welcome lists the other: {x_peers:?} {y_peers:?}");
+        assert!(
+            x_saw_y != y_saw_x,
+            "round {round}: exactly one welcome lists the other: {x_peers:?} {y_peers:?}"
+        );
         // The one that came first hears of the other by peer-joined, and vice versa not.
-        let (first, newcomer) = if x_saw_y { (&mut y, &x_id) } else { (&mut x, &y_id) };
-        assert_eq!(first.recv().await, ServerMessage::PeerJoined { peer_id: newcomer.clone() });
+        let (first, newcomer) = if x_saw_y {
+            (&mut y, &x_id)
+        } else {
+            (&mut x, &y_id)
+        };
+        assert_eq!(
+            first.recv().await,
+            ServerMessage::PeerJoined {
+                peer_id: newcomer.clone()
+            }
+        );
         let second = if x_saw_y { &mut x } else { &mut y };
         second.expect_quiet().await;
     }
@@ -448,12 +586,17 @@ async fn shutdown_closes_clients_and_stops_listening() {
     let bridge = start().await;
     let url = bridge.ws_url();
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
-    tokio::time::timeout(PROMPT * 2, bridge.shutdown()).await.expect("shutdown in time");
+    tokio::time::timeout(PROMPT * 2, bridge.shutdown())
+        .await
+        .expect("shutdown in time");
     match a.next(PROMPT).await {
         Some(Seen::Closed(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected close 1001, got {other:?}"),
     }
-    assert!(connect_async(url).await.is_err(), "nothing listens after shutdown");
+    assert!(
+        connect_async(url).await.is_err(),
+        "nothing listens after shutdown"
+    );
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -463,7 +606,8 @@ impl TempDir {
     fn new() -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("miaou-bridge-test-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("miaou-bridge-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -486,26 +630,50 @@ struct HttpResponse {
 async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
     let mut raw = Vec::new();
-    tokio::time::timeout(PROMPT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    tokio::time::timeout(PROMPT, stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
     let head = String::from_utf8(raw[..split].to_vec()).expect("ASCII headers");
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    assert!(!headers.contains_key("transfer-encoding"), "test client reads only plain bodies");
-    HttpResponse { status, headers, body: raw[split + 4..].to_vec() }
+    assert!(
+        !headers.contains_key("transfer-encoding"),
+        "test client reads only plain bodies"
+    );
+    HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
 }
 
 #[tokio::test]
 async fn serves_www_and_pkg_with_the_right_content_types() {
     let www = TempDir::new();
     let pkg = TempDir::new();
-    std::fs::write(www.0.join("index.html"), "<!doctype html><title>miaou</title>").expect("write");
+    std::fs::write(
+        www.0.join("index.html"),
+        "<!doctype html><title>miaou</title>",
+    )
+    .expect("write");
     std::fs::write(www.0.join("app.js"), "export const x = 1;").expect("write");
     let wasm = b"\0asm\x01\0\0\0".to_vec();
     std::fs::write(pkg.0.join("miaou_transport_bg.wasm"), &wasm).expect("write");
@@ -517,12 +685,20 @@ async fn serves_www_and_pkg_with_the_right_content_types() {
 
     let index = http_get(addr, "/").await;
     assert_eq!(index.status, 200);
-    assert!(index.headers["content-type"].starts_with("text/html"), "{:?}", index.headers);
+    assert!(
+        index.headers["content-type"].starts_with("text/html"),
+        "{:?}",
+        index.headers
+    );
     assert_eq!(index.body, b"<!doctype html><title>miaou</title>");
 
     let js = http_get(addr, "/app.js").await;
     assert_eq!(js.status, 200);
-    assert!(js.headers["content-type"].contains("javascript"), "{:?}", js.headers);
+    assert!(
+        js.headers["content-type"].contains("javascript"),
+        "{:?}",
+        js.headers
+    );
 
     let module = http_get(addr, "/pkg/miaou_transport_bg.wasm").await;
     assert_eq!(module.status, 200);
@@ -539,7 +715,10 @@ async fn serves_www_and_pkg_with_the_right_content_types() {
     assert_eq!(http_get(addr, "/missing.html").await.status, 404);
     // No escape from the served directory.
     assert_ne!(http_get(addr, "/pkg/../index.html").await.status, 200);
-    assert_ne!(http_get(addr, "/%2e%2e/%2e%2e/etc/passwd").await.status, 200);
+    assert_ne!(
+        http_get(addr, "/%2e%2e/%2e%2e/etc/passwd").await.status,
+        200
+    );
     // /ws is only for WebSocket upgrades.
     assert_ne!(http_get(addr, "/ws").await.status, 200);
     bridge.shutdown().await;
@@ -549,5 +728,8 @@ async fn serves_www_and_pkg_with_the_right_content_types() {
 async fn without_static_dirs_only_the_websocket_is_served() {
     let bridge = start().await;
     assert_eq!(http_get(bridge.local_addr(), "/").await.status, 404);
-    assert_eq!(http_get(bridge.local_addr(), "/pkg/x.wasm").await.status, 404);
+    assert_eq!(
+        http_get(bridge.local_addr(), "/pkg/x.wasm").await.status,
+        404
+    );
 }

@@ -40,7 +40,19 @@ fn peak_growth(f: impl FnOnce()) -> usize {
 }
 
 fn fragment(seq: u64, msg_id: u64, offset: u64, total: u64, payload: &[u8]) -> Bytes {
-    Frame { seq, body: Body::Data { text: false, fragment: Some(Fragment { msg_id, offset, total }), payload } }.encode()
+    Frame {
+        seq,
+        body: Body::Data {
+            text: false,
+            fragment: Some(Fragment {
+                msg_id,
+                offset,
+                total,
+            }),
+            payload,
+        },
+    }
+    .encode()
 }
 
 #[test]
@@ -48,26 +60,41 @@ fn a_huge_declared_total_allocates_only_what_arrived() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let limits = CodecLimits::default(); // 64 MiB messages
     let mut decoder = FrameDecoder::new(limits);
-    let frames: Vec<Bytes> = (0..4).map(|i| fragment(i, 7, i * 1000, 60 << 20, &[0xAB; 1000])).collect();
+    let frames: Vec<Bytes> = (0..4)
+        .map(|i| fragment(i, 7, i * 1000, 60 << 20, &[0xAB; 1000]))
+        .collect();
     let grown = peak_growth(|| {
         for frame in &frames {
             assert_eq!(decoder.decode(frame), Ok(None));
         }
     });
     // 4 000 bytes arrived of a claimed 60 MiB: doubling growth stays within a few KiB.
-    assert!(grown < 64 * 1024, "decoder grew the heap by {grown} bytes for 4000 received");
+    assert!(
+        grown < 64 * 1024,
+        "decoder grew the heap by {grown} bytes for 4000 received"
+    );
     assert_eq!(decoder.buffered_bytes(), 4000 + 64);
 }
 
 #[test]
 fn totals_over_the_cap_are_refused_before_any_allocation() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let limits = CodecLimits { max_message_size: 1 << 20, max_reassembly_bytes: 2 << 20, ordered: true };
+    let limits = CodecLimits {
+        max_message_size: 1 << 20,
+        max_reassembly_bytes: 2 << 20,
+        ordered: true,
+    };
     let mut decoder = FrameDecoder::new(limits);
     let frame = fragment(0, 1, 0, u64::MAX / 2, &[1; 100]);
     let mut result = Ok(None);
     let grown = peak_growth(|| result = decoder.decode(&frame));
-    assert_eq!(result, Err(CodecError::MessageTooLarge { len: u64::MAX / 2, max: 1 << 20 }));
+    assert_eq!(
+        result,
+        Err(CodecError::MessageTooLarge {
+            len: u64::MAX / 2,
+            max: 1 << 20
+        })
+    );
     assert!(grown < 4096, "refusing grew the heap by {grown} bytes");
 }
 
@@ -75,10 +102,16 @@ fn totals_over_the_cap_are_refused_before_any_allocation() {
 fn many_partial_messages_stop_at_the_reassembly_cap() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cap = 256 * 1024;
-    let limits = CodecLimits { max_message_size: 1 << 20, max_reassembly_bytes: cap, ordered: true };
+    let limits = CodecLimits {
+        max_message_size: 1 << 20,
+        max_reassembly_bytes: cap,
+        ordered: true,
+    };
     let mut decoder = FrameDecoder::new(limits);
     // 1 000 interleaved messages, each claiming 1 MiB, 8 KiB of each sent: 8 MB offered.
-    let frames: Vec<Bytes> = (0..1000u64).map(|id| fragment(id, id, 0, 1 << 20, &[9; 8192])).collect();
+    let frames: Vec<Bytes> = (0..1000u64)
+        .map(|id| fragment(id, id, 0, 1 << 20, &[9; 8192]))
+        .collect();
     let mut refused = 0;
     let grown = peak_growth(|| {
         for frame in &frames {
@@ -90,5 +123,8 @@ fn many_partial_messages_stop_at_the_reassembly_cap() {
     assert!(decoder.buffered_bytes() <= cap);
     assert!(refused > 900, "only {refused} messages refused");
     // What is held stays near the cap (allocator slack included), far below the 8 MB offered.
-    assert!(grown < 2 * cap + 64 * 1024, "heap grew by {grown} bytes with a {cap}-byte cap");
+    assert!(
+        grown < 2 * cap + 64 * 1024,
+        "heap grew by {grown} bytes with a {cap}-byte cap"
+    );
 }

@@ -4,14 +4,19 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use miaou_transport::signaling::bridge::{self, Bridge, BridgeConfig};
-use miaou_transport::{ChannelKind, Error, Event, Message, PeerId, Transport, TransportConfig, TransportConfigBuilder};
+use miaou_transport::{
+    ChannelKind, Error, Event, Message, PeerId, Transport, TransportConfig, TransportConfigBuilder,
+};
 use std::time::Duration;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn bridge() -> Bridge {
-    let config = BridgeConfig { addr: "127.0.0.1:0".parse().unwrap(), ..BridgeConfig::default() };
+    let config = BridgeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..BridgeConfig::default()
+    };
     bridge::serve(config).await.expect("bridge starts")
 }
 
@@ -32,9 +37,17 @@ async fn connected(t: &Transport) -> PeerId {
     timeout(WAIT, wait).await.expect("a channel opens in time")
 }
 
-async fn pair(bridge: &Bridge, room: &str, tweak: impl Fn(TransportConfigBuilder) -> TransportConfigBuilder) -> (Transport, Transport, PeerId, PeerId) {
-    let a = Transport::connect(tweak(config(bridge, room)).build().unwrap()).await.unwrap();
-    let b = Transport::connect(tweak(config(bridge, room)).build().unwrap()).await.unwrap();
+async fn pair(
+    bridge: &Bridge,
+    room: &str,
+    tweak: impl Fn(TransportConfigBuilder) -> TransportConfigBuilder,
+) -> (Transport, Transport, PeerId, PeerId) {
+    let a = Transport::connect(tweak(config(bridge, room)).build().unwrap())
+        .await
+        .unwrap();
+    let b = Transport::connect(tweak(config(bridge, room)).build().unwrap())
+        .await
+        .unwrap();
     let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
     assert_eq!(&a_id, a.peer_id());
     assert_eq!(&b_id, b.peer_id());
@@ -42,11 +55,16 @@ async fn pair(bridge: &Bridge, room: &str, tweak: impl Fn(TransportConfigBuilder
 }
 
 async fn recv(t: &Transport) -> Message {
-    timeout(WAIT, t.recv()).await.expect("a message in time").expect("transport open")
+    timeout(WAIT, t.recv())
+        .await
+        .expect("a message in time")
+        .expect("transport open")
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[tokio::test]
@@ -57,11 +75,17 @@ async fn large_single_messages_cross_in_one_piece_both_ways() {
         let data = pattern(len, seed);
         a.send(&b_id, data.clone()).await.unwrap();
         let got = recv(&b).await;
-        assert_eq!((got.from.clone(), got.text, got.data.len()), (a_id.clone(), false, len));
+        assert_eq!(
+            (got.from.clone(), got.text, got.data.len()),
+            (a_id.clone(), false, len)
+        );
         assert!(got.data == data, "{len}-byte message corrupted a->b");
         b.send(&a_id, data.clone()).await.unwrap();
         let got = recv(&a).await;
-        assert!(got.data == data && got.from == b_id, "{len}-byte message corrupted b->a");
+        assert!(
+            got.data == data && got.from == b_id,
+            "{len}-byte message corrupted b->a"
+        );
     }
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -80,7 +104,11 @@ async fn close_right_after_a_10_mib_burst_delivers_the_last_message() {
     a.close().await.expect("close delivers and is acknowledged");
     for i in 0..count {
         let got = recv(&b).await;
-        assert_eq!(&got.data[..4], &(i as u32).to_be_bytes(), "message {i} in order");
+        assert_eq!(
+            &got.data[..4],
+            &(i as u32).to_be_bytes(),
+            "message {i} in order"
+        );
     }
     // b learns that a left, and sending to it now fails with a typed error.
     let wait_gone = async {
@@ -90,8 +118,13 @@ async fn close_right_after_a_10_mib_burst_delivers_the_last_message() {
             }
         }
     };
-    timeout(WAIT, wait_gone).await.expect("b sees the disconnect");
-    assert!(matches!(b.send(&_a_id, vec![1]).await, Err(Error::PeerNotConnected(_))));
+    timeout(WAIT, wait_gone)
+        .await
+        .expect("b sees the disconnect");
+    assert!(matches!(
+        b.send(&_a_id, vec![1]).await,
+        Err(Error::PeerNotConnected(_))
+    ));
 }
 
 #[tokio::test]
@@ -107,7 +140,11 @@ async fn small_message_overtakes_a_large_transfer() {
     big.unwrap();
     small.unwrap();
     let first = recv(&b).await;
-    assert_eq!(first.as_text(), Some("urgent"), "the small message arrives before the 16 MiB one completes");
+    assert_eq!(
+        first.as_text(),
+        Some("urgent"),
+        "the small message arrives before the 16 MiB one completes"
+    );
     assert!(first.text);
     assert_eq!(recv(&b).await.data.len(), 16 * 1024 * 1024);
 }
@@ -115,9 +152,18 @@ async fn small_message_overtakes_a_large_transfer() {
 #[tokio::test]
 async fn message_over_the_receivers_reassembly_cap_fails_at_the_sender_and_the_link_survives() {
     let bridge = bridge().await;
-    let a = Transport::connect(config(&bridge, "cap").build().unwrap()).await.unwrap();
+    let a = Transport::connect(config(&bridge, "cap").build().unwrap())
+        .await
+        .unwrap();
     // b holds at most 1 MiB of partial messages.
-    let b = Transport::connect(config(&bridge, "cap").max_reassembly_bytes(1024 * 1024).build().unwrap()).await.unwrap();
+    let b = Transport::connect(
+        config(&bridge, "cap")
+            .max_reassembly_bytes(1024 * 1024)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
     let refused = a.send(&b_id, pattern(4 * 1024 * 1024, 3)).await;
     let refused = match refused {
@@ -143,7 +189,16 @@ async fn message_over_max_message_size_is_a_typed_error() {
     let bridge = bridge().await;
     let (a, b, _a_id, b_id) = pair(&bridge, "too-big", |c| c.max_message_size(1000)).await;
     let err = a.send(&b_id, vec![0; 1001]).await.unwrap_err();
-    assert!(matches!(err, Error::Codec(miaou_transport::codec::CodecError::MessageTooLarge { len: 1001, max: 1000 })), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Codec(miaou_transport::codec::CodecError::MessageTooLarge {
+                len: 1001,
+                max: 1000
+            })
+        ),
+        "{err}"
+    );
     a.send(&b_id, vec![7; 1000]).await.unwrap();
     assert_eq!(recv(&b).await.data.len(), 1000);
 }
@@ -151,7 +206,10 @@ async fn message_over_max_message_size_is_a_typed_error() {
 #[tokio::test]
 async fn unreliable_channel_carries_messages() {
     let bridge = bridge().await;
-    let (a, b, a_id, b_id) = pair(&bridge, "unreliable", |c| c.channel(ChannelKind::Unreliable)).await;
+    let (a, b, a_id, b_id) = pair(&bridge, "unreliable", |c| {
+        c.channel(ChannelKind::Unreliable)
+    })
+    .await;
     // Loopback does not drop packets, so everything arrives; order is not promised.
     let mut sent: Vec<String> = (0..200).map(|i| format!("u{i}")).collect();
     for text in &sent {
@@ -165,15 +223,24 @@ async fn unreliable_channel_carries_messages() {
     got.sort();
     assert_eq!(got, sent);
     b.send(&a_id, pattern(100_000, 5)).await.unwrap();
-    assert!(recv(&a).await.data == pattern(100_000, 5), "fragmented message over an unordered channel");
+    assert!(
+        recv(&a).await.data == pattern(100_000, 5),
+        "fragmented message over an unordered channel"
+    );
 }
 
 #[tokio::test]
 async fn broadcast_reaches_every_peer_and_peers_lists_them() {
     let bridge = bridge().await;
-    let a = Transport::connect(config(&bridge, "three").build().unwrap()).await.unwrap();
-    let b = Transport::connect(config(&bridge, "three").build().unwrap()).await.unwrap();
-    let c = Transport::connect(config(&bridge, "three").build().unwrap()).await.unwrap();
+    let a = Transport::connect(config(&bridge, "three").build().unwrap())
+        .await
+        .unwrap();
+    let b = Transport::connect(config(&bridge, "three").build().unwrap())
+        .await
+        .unwrap();
+    let c = Transport::connect(config(&bridge, "three").build().unwrap())
+        .await
+        .unwrap();
     for t in [&a, &b, &c] {
         connected(t).await;
         connected(t).await;
@@ -184,24 +251,40 @@ async fn broadcast_reaches_every_peer_and_peers_lists_them() {
     a.broadcast_text("to all").await.unwrap();
     for t in [&b, &c] {
         let m = recv(t).await;
-        assert_eq!((m.from.clone(), m.as_text().map(str::to_owned)), (a.peer_id().clone(), Some("to all".into())));
+        assert_eq!(
+            (m.from.clone(), m.as_text().map(str::to_owned)),
+            (a.peer_id().clone(), Some("to all".into()))
+        );
     }
 }
 
 #[tokio::test]
 async fn send_to_an_unknown_peer_is_peer_not_connected() {
     let bridge = bridge().await;
-    let a = Transport::connect(config(&bridge, "alone").build().unwrap()).await.unwrap();
+    let a = Transport::connect(config(&bridge, "alone").build().unwrap())
+        .await
+        .unwrap();
     let ghost = PeerId::from("no-such-peer");
-    assert_eq!(a.send(&ghost, vec![1]).await, Err(Error::PeerNotConnected(ghost)));
+    assert_eq!(
+        a.send(&ghost, vec![1]).await,
+        Err(Error::PeerNotConnected(ghost))
+    );
     assert!(a.peers().is_empty());
     a.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn unreachable_and_silent_signaling_servers_are_typed_errors() {
-    let refused = Transport::connect(TransportConfig::builder("ws://127.0.0.1:9/ws", "r").build().unwrap()).await;
-    assert!(matches!(refused, Err(Error::Signaling { .. })), "{refused:?}");
+    let refused = Transport::connect(
+        TransportConfig::builder("ws://127.0.0.1:9/ws", "r")
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(Error::Signaling { .. })),
+        "{refused:?}"
+    );
 
     // A TCP server that accepts and never answers the WebSocket handshake... nor the join.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -212,17 +295,34 @@ async fn unreachable_and_silent_signaling_servers_are_typed_errors() {
             held.push(socket);
         }
     });
-    let silent = TransportConfig::builder(format!("ws://{addr}/ws"), "r").connect_timeout_ms(300).build().unwrap();
-    let result = timeout(WAIT, Transport::connect(silent)).await.expect("connect gives up by itself");
-    assert!(matches!(result, Err(Error::Timeout { ms: 300, .. })), "{result:?}");
+    let silent = TransportConfig::builder(format!("ws://{addr}/ws"), "r")
+        .connect_timeout_ms(300)
+        .build()
+        .unwrap();
+    let result = timeout(WAIT, Transport::connect(silent))
+        .await
+        .expect("connect gives up by itself");
+    assert!(
+        matches!(result, Err(Error::Timeout { ms: 300, .. })),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn peers_configured_with_different_channel_kinds_still_connect() {
     let bridge = bridge().await;
     // The newcomer (b) offers, so its kind (unreliable) is the one both use.
-    let a = Transport::connect(config(&bridge, "kinds").build().unwrap()).await.unwrap();
-    let b = Transport::connect(config(&bridge, "kinds").channel(ChannelKind::Unreliable).build().unwrap()).await.unwrap();
+    let a = Transport::connect(config(&bridge, "kinds").build().unwrap())
+        .await
+        .unwrap();
+    let b = Transport::connect(
+        config(&bridge, "kinds")
+            .channel(ChannelKind::Unreliable)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
     a.send_text(&b_id, "hi b").await.unwrap();
     b.send_text(&a_id, "hi a").await.unwrap();

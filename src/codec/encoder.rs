@@ -208,7 +208,10 @@ pub struct Popped<T> {
 
 impl<T> Default for OutboundQueue<T> {
     fn default() -> Self {
-        OutboundQueue { queue: VecDeque::new(), queued_bytes: 0 }
+        OutboundQueue {
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+        }
     }
 }
 
@@ -258,7 +261,10 @@ impl<T> OutboundQueue<T> {
     /// Removes the fragmented message `msg_id` (the peer sent RESET for it) and returns its
     /// tag; `None` if it is no longer queued (all its frames were already sent).
     pub fn abort(&mut self, msg_id: u64) -> Option<T> {
-        let index = self.queue.iter().position(|(plan, _)| plan.msg_id == Some(msg_id))?;
+        let index = self
+            .queue
+            .iter()
+            .position(|(plan, _)| plan.msg_id == Some(msg_id))?;
         let (plan, tag) = self.queue.remove(index)?;
         self.queued_bytes = self.queued_bytes.saturating_sub(plan.remaining_bytes());
         Some(tag)
@@ -295,7 +301,8 @@ impl OutboundQueue<()> {
         text: bool,
         max_frame_size: usize,
     ) -> Result<(), CodecError> {
-        self.push_tagged(enc, data, text, max_frame_size, ()).map_err(|(e, ())| e)
+        self.push_tagged(enc, data, text, max_frame_size, ())
+            .map_err(|(e, ())| e)
     }
 
     /// [`pop`](Self::pop) without the tag: just the frame.

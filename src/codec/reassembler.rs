@@ -111,7 +111,12 @@ impl FrameDecoder {
                 // Their later fragments are skipped silently: the gap is reported once.
                 let dropped: Vec<u64> = std::mem::take(&mut self.partials).into_keys().collect();
                 dropped.into_iter().for_each(|id| self.discard(id));
-                if let Body::Data { fragment: Some(f), payload, .. } = frame.body {
+                if let Body::Data {
+                    fragment: Some(f),
+                    payload,
+                    ..
+                } = frame.body
+                {
                     if f.offset.saturating_add(payload.len() as u64) < f.total {
                         self.discard(f.msg_id);
                     }

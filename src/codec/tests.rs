@@ -144,7 +144,11 @@ fn unordered_runs_are_charged_and_merged() {
         })
     );
     assert_eq!(dec.buffered_bytes(), 0);
-    assert_eq!(dec.take_dropped(), Some(0), "the receiver sends RESET for message 0");
+    assert_eq!(
+        dec.take_dropped(),
+        Some(0),
+        "the receiver sends RESET for message 0"
+    );
     // The rest of the dropped message is skipped silently, up to and including its last frame.
     for f in [&frames[1], &frames[2]] {
         assert_eq!(dec.decode(f).unwrap(), None);

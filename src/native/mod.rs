@@ -23,5 +23,8 @@ pub(crate) async fn sleep_ms(ms: u64) {
 /// Milliseconds on a monotonic clock (since the first call in this process).
 pub(crate) fn now_ms() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }

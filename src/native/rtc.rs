@@ -24,7 +24,6 @@ use webrtc::peer_connection::RTCPeerConnection;
 /// 65 535-byte buffer, and a larger message silently closes the channel.
 const RECEIVE_LIMIT_BYTES: usize = 65_535;
 
-
 /// A peer connection to one remote peer.
 pub(crate) struct RtcPeer {
     pc: Arc<RTCPeerConnection>,
@@ -60,10 +59,19 @@ impl RtcPeer {
             })
             .collect();
         let pc = api
-            .new_peer_connection(RTCConfiguration { ice_servers, ..Default::default() })
+            .new_peer_connection(RTCConfiguration {
+                ice_servers,
+                ..Default::default()
+            })
             .await
             .map_err(|e| rtc_error(&peer, e))?;
-        let this = RtcPeer { pc: Arc::new(pc), peer, kind: config.channel, frame_queue: config.receive_queue_frames, events };
+        let this = RtcPeer {
+            pc: Arc::new(pc),
+            peer,
+            kind: config.channel,
+            frame_queue: config.receive_queue_frames,
+            events,
+        };
         this.forward_candidates();
         this.watch_connection_state();
         this.accept_remote_channels();
@@ -75,7 +83,9 @@ impl RtcPeer {
         self.pc.on_ice_candidate(Box::new(move |candidate| {
             let (events, peer) = (events.clone(), peer.clone());
             Box::pin(async move {
-                let Some(init) = candidate.and_then(|c| c.to_json().ok()) else { return };
+                let Some(init) = candidate.and_then(|c| c.to_json().ok()) else {
+                    return;
+                };
                 let signal = Signal::Candidate {
                     candidate: init.candidate,
                     sdp_mid: init.sdp_mid,
@@ -88,19 +98,21 @@ impl RtcPeer {
 
     fn watch_connection_state(&self) {
         let (events, peer) = (self.events.clone(), self.peer.clone());
-        self.pc.on_peer_connection_state_change(Box::new(move |state| {
-            let (events, peer) = (events.clone(), peer.clone());
-            Box::pin(async move {
-                if state == RTCPeerConnectionState::Failed {
-                    let reason = Some("ICE/DTLS connection failed".to_owned());
-                    let _ = events.send(RtcEvent::Closed { peer, reason }).await;
-                }
-            })
-        }));
+        self.pc
+            .on_peer_connection_state_change(Box::new(move |state| {
+                let (events, peer) = (events.clone(), peer.clone());
+                Box::pin(async move {
+                    if state == RTCPeerConnectionState::Failed {
+                        let reason = Some("ICE/DTLS connection failed".to_owned());
+                        let _ = events.send(RtcEvent::Closed { peer, reason }).await;
+                    }
+                })
+            }));
     }
 
     fn accept_remote_channels(&self) {
-        let (events, peer, frame_queue) = (self.events.clone(), self.peer.clone(), self.frame_queue);
+        let (events, peer, frame_queue) =
+            (self.events.clone(), self.peer.clone(), self.frame_queue);
         self.pc.on_data_channel(Box::new(move |dc| {
             let (events, peer) = (events.clone(), peer.clone());
             Box::pin(async move {
@@ -116,45 +128,87 @@ impl RtcPeer {
     /// Creates our data channel and an offer; returns the SDP to send.
     pub(crate) async fn create_offer(&self) -> Result<String> {
         let init = match self.kind {
-            ChannelKind::Reliable => RTCDataChannelInit { ordered: Some(true), ..Default::default() },
-            ChannelKind::Unreliable => {
-                RTCDataChannelInit { ordered: Some(false), max_retransmits: Some(0), ..Default::default() }
-            }
+            ChannelKind::Reliable => RTCDataChannelInit {
+                ordered: Some(true),
+                ..Default::default()
+            },
+            ChannelKind::Unreliable => RTCDataChannelInit {
+                ordered: Some(false),
+                max_retransmits: Some(0),
+                ..Default::default()
+            },
         };
         let dc = self
             .pc
             .create_data_channel(self.kind.label(), Some(init))
             .await
             .map_err(|e| rtc_error(&self.peer, e))?;
-        wire_channel(dc, self.peer.clone(), self.kind, self.events.clone(), self.frame_queue).await;
-        let offer = self.pc.create_offer(None).await.map_err(|e| rtc_error(&self.peer, e))?;
+        wire_channel(
+            dc,
+            self.peer.clone(),
+            self.kind,
+            self.events.clone(),
+            self.frame_queue,
+        )
+        .await;
+        let offer = self
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))?;
         self.set_local(offer).await
     }
 
     /// Applies a remote offer and returns our answer's SDP.
     pub(crate) async fn accept_offer(&self, sdp: String) -> Result<String> {
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| rtc_error(&self.peer, e))?;
-        self.pc.set_remote_description(offer).await.map_err(|e| rtc_error(&self.peer, e))?;
-        let answer = self.pc.create_answer(None).await.map_err(|e| rtc_error(&self.peer, e))?;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))?;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))?;
         self.set_local(answer).await
     }
 
     /// Applies the remote answer to our offer.
     pub(crate) async fn accept_answer(&self, sdp: String) -> Result<()> {
         let answer = RTCSessionDescription::answer(sdp).map_err(|e| rtc_error(&self.peer, e))?;
-        self.pc.set_remote_description(answer).await.map_err(|e| rtc_error(&self.peer, e))
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))
     }
 
     async fn set_local(&self, description: RTCSessionDescription) -> Result<String> {
         let sdp = description.sdp.clone();
-        self.pc.set_local_description(description).await.map_err(|e| rtc_error(&self.peer, e))?;
+        self.pc
+            .set_local_description(description)
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))?;
         Ok(sdp::advertise_max_message_size(&sdp, RECEIVE_LIMIT_BYTES))
     }
 
     /// Adds a trickled remote ICE candidate.
-    pub(crate) async fn add_candidate(&self, candidate: String, sdp_mid: Option<String>, sdp_m_line_index: Option<u16>) -> Result<()> {
-        let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index: sdp_m_line_index, username_fragment: None };
-        self.pc.add_ice_candidate(init).await.map_err(|e| rtc_error(&self.peer, e))
+    pub(crate) async fn add_candidate(
+        &self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_m_line_index: Option<u16>,
+    ) -> Result<()> {
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid,
+            sdp_mline_index: sdp_m_line_index,
+            username_fragment: None,
+        };
+        self.pc
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))
     }
 
     /// Closes the connection and its channels.
@@ -191,7 +245,14 @@ async fn wire_channel(
     }));
     dc.on_open(Box::new(move || {
         Box::pin(async move {
-            let _ = events.send(RtcEvent::ChannelOpen { peer, kind, channel, frames: frames_rx }).await;
+            let _ = events
+                .send(RtcEvent::ChannelOpen {
+                    peer,
+                    kind,
+                    channel,
+                    frames: frames_rx,
+                })
+                .await;
         })
     }));
 }
@@ -217,7 +278,11 @@ impl RtcChannel {
 
     /// Hands one frame to SCTP. Errors carry webrtc-rs's message.
     pub(crate) async fn send(&self, frame: Bytes) -> std::result::Result<(), String> {
-        self.dc.send(&frame).await.map(|_| ()).map_err(|e| e.to_string())
+        self.dc
+            .send(&frame)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Bytes queued in SCTP and not yet sent (`bufferedAmount`).
@@ -229,9 +294,12 @@ impl RtcChannel {
     /// threshold) or the channel is no longer open.
     pub(crate) async fn wait_buffered_amount_low(&self, bytes: usize) {
         self.dc.set_buffered_amount_low_threshold(bytes).await;
-        while self.dc.buffered_amount().await > bytes && self.dc.ready_state() == RTCDataChannelState::Open {
+        while self.dc.buffered_amount().await > bytes
+            && self.dc.ready_state() == RTCDataChannelState::Open
+        {
             // The event is the fast path; the timeout only guards against a missed event.
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), self.low.recv()).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(50), self.low.recv()).await;
         }
     }
 
@@ -247,5 +315,8 @@ impl RtcChannel {
 }
 
 fn rtc_error(peer: &PeerId, e: webrtc::Error) -> Error {
-    Error::Rtc { peer: peer.clone(), reason: e.to_string() }
+    Error::Rtc {
+        peer: peer.clone(),
+        reason: e.to_string(),
+    }
 }

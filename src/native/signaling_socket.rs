@@ -13,10 +13,17 @@ const QUEUE: usize = 256;
 /// Errors: [`Error::Signaling`] when the WebSocket handshake fails.
 pub(crate) async fn connect_signaling(
     url: &str,
-) -> Result<(async_channel::Sender<String>, async_channel::Receiver<String>)> {
-    let (socket, _response) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| Error::Signaling { url: url.to_owned(), reason: e.to_string() })?;
+) -> Result<(
+    async_channel::Sender<String>,
+    async_channel::Receiver<String>,
+)> {
+    let (socket, _response) =
+        tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| Error::Signaling {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
     let (mut sink, mut stream) = socket.split();
     let (out_tx, out_rx) = async_channel::bounded::<String>(QUEUE);
     let (in_tx, in_rx) = async_channel::bounded::<String>(QUEUE);

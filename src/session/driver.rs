@@ -58,7 +58,14 @@ impl Driver {
         links: LinkTable,
         sinks: Sinks,
     ) -> Self {
-        Driver { config, signal_tx, rtc_events, links, sinks, peers: HashMap::new() }
+        Driver {
+            config,
+            signal_tx,
+            rtc_events,
+            links,
+            sinks,
+            peers: HashMap::new(),
+        }
     }
 
     /// Runs until `Command::Shutdown`. `welcome_peers` are the peers listed in our welcome.
@@ -72,8 +79,11 @@ impl Driver {
         for peer in welcome_peers {
             self.introduce(peer, Introduction::InWelcome).await;
         }
-        let bridge = from_bridge.map(Input::FromBridge).chain(futures::stream::once(async { Input::BridgeClosed }));
-        let others = futures::stream::select(rtc_events.map(Input::Rtc), commands.map(Input::Command));
+        let bridge = from_bridge
+            .map(Input::FromBridge)
+            .chain(futures::stream::once(async { Input::BridgeClosed }));
+        let others =
+            futures::stream::select(rtc_events.map(Input::Rtc), commands.map(Input::Command));
         let inputs = futures::stream::select(bridge, others);
         let mut inputs = std::pin::pin!(inputs);
         while let Some(input) = inputs.next().await {
@@ -118,7 +128,9 @@ impl Driver {
             }
         };
         match message {
-            ServerMessage::PeerJoined { peer_id } => self.introduce(peer_id, Introduction::Joined).await,
+            ServerMessage::PeerJoined { peer_id } => {
+                self.introduce(peer_id, Introduction::Joined).await
+            }
             ServerMessage::PeerLeft { peer_id } => self.forget(peer_id, true).await,
             ServerMessage::Signal { from, signal } => self.on_signal(from, signal).await,
             ServerMessage::Error { code, message } => {
@@ -135,7 +147,12 @@ impl Driver {
         let role = role_for(how);
         self.peers.insert(
             peer.clone(),
-            PeerState { role, rtc: None, remote_max_message_size: sdp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE, connected: false },
+            PeerState {
+                role,
+                rtc: None,
+                remote_max_message_size: sdp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE,
+                connected: false,
+            },
         );
         self.emit(Event::PeerJoined(peer.clone()));
         if role == Role::Offerer {
@@ -155,34 +172,60 @@ impl Driver {
         if let Some(state) = self.peers.get_mut(peer) {
             state.rtc = Some(rtc);
         }
-        let signal = Signal::Description { sdp_type: SdpType::Offer, sdp };
-        self.send_to_bridge(ClientMessage::Signal { to: peer.clone(), signal }).await;
+        let signal = Signal::Description {
+            sdp_type: SdpType::Offer,
+            sdp,
+        };
+        self.send_to_bridge(ClientMessage::Signal {
+            to: peer.clone(),
+            signal,
+        })
+        .await;
         Ok(())
     }
 
     async fn on_signal(&mut self, from: PeerId, signal: Signal) {
         let result = match signal {
-            Signal::Description { sdp_type, sdp } => self.on_description(&from, sdp_type, sdp).await,
-            Signal::Candidate { candidate, sdp_mid, sdp_m_line_index } => {
-                match self.peers.get(&from).and_then(|s| s.rtc.as_ref()) {
-                    Some(rtc) => rtc.add_candidate(candidate, sdp_mid, sdp_m_line_index).await,
-                    None => {
-                        tracing::debug!(peer = %from, "candidate before description ignored");
-                        Ok(())
-                    }
-                }
+            Signal::Description { sdp_type, sdp } => {
+                self.on_description(&from, sdp_type, sdp).await
             }
+            Signal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_m_line_index,
+            } => match self.peers.get(&from).and_then(|s| s.rtc.as_ref()) {
+                Some(rtc) => {
+                    rtc.add_candidate(candidate, sdp_mid, sdp_m_line_index)
+                        .await
+                }
+                None => {
+                    tracing::debug!(peer = %from, "candidate before description ignored");
+                    Ok(())
+                }
+            },
         };
         if let Err(e) = result {
             self.fail(from, e).await;
         }
     }
 
-    async fn on_description(&mut self, from: &PeerId, sdp_type: SdpType, sdp: String) -> Result<(), Error> {
+    async fn on_description(
+        &mut self,
+        from: &PeerId,
+        sdp_type: SdpType,
+        sdp: String,
+    ) -> Result<(), Error> {
         // A peer we have not heard of yet: the bridge announces joins before relaying their
         // signals, so this only happens after that peer left; treat it as a newcomer.
-        let role = self.peers.get(from).map(|s| s.role).unwrap_or(Role::Answerer);
-        check_description(from, role, sdp_type).map_err(|e| Error::Rtc { peer: from.clone(), reason: e.to_string() })?;
+        let role = self
+            .peers
+            .get(from)
+            .map(|s| s.role)
+            .unwrap_or(Role::Answerer);
+        check_description(from, role, sdp_type).map_err(|e| Error::Rtc {
+            peer: from.clone(),
+            reason: e.to_string(),
+        })?;
         let remote_max = sdp::max_message_size(&sdp);
         match sdp_type {
             SdpType::Offer => {
@@ -198,11 +241,21 @@ impl Driver {
                     old.close().await;
                 }
                 state.remote_max_message_size = remote_max;
-                let signal = Signal::Description { sdp_type: SdpType::Answer, sdp: answer };
-                self.send_to_bridge(ClientMessage::Signal { to: from.clone(), signal }).await;
+                let signal = Signal::Description {
+                    sdp_type: SdpType::Answer,
+                    sdp: answer,
+                };
+                self.send_to_bridge(ClientMessage::Signal {
+                    to: from.clone(),
+                    signal,
+                })
+                .await;
             }
             SdpType::Answer => {
-                let state = self.peers.get_mut(from).ok_or_else(|| Error::PeerNotConnected(from.clone()))?;
+                let state = self
+                    .peers
+                    .get_mut(from)
+                    .ok_or_else(|| Error::PeerNotConnected(from.clone()))?;
                 state.remote_max_message_size = remote_max;
                 match &state.rtc {
                     Some(rtc) => rtc.accept_answer(sdp).await?,
@@ -217,25 +270,42 @@ impl Driver {
         match event {
             RtcEvent::LocalCandidate { peer, signal } => {
                 if self.peers.contains_key(&peer) {
-                    self.send_to_bridge(ClientMessage::Signal { to: peer, signal }).await;
+                    self.send_to_bridge(ClientMessage::Signal { to: peer, signal })
+                        .await;
                 }
             }
-            RtcEvent::ChannelOpen { peer, kind, channel, frames } => {
-                let Some(state) = self.peers.get_mut(&peer) else { return };
+            RtcEvent::ChannelOpen {
+                peer,
+                kind,
+                channel,
+                frames,
+            } => {
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    return;
+                };
                 state.connected = true;
                 if kind != self.config.channel {
                     tracing::info!(%peer, ?kind, "using the offerer's channel kind");
                 }
-                let settings = self.config.link_settings(kind, state.remote_max_message_size);
-                let handle = link::start(peer.clone(), channel, frames, settings, self.sinks.clone());
+                let settings = self
+                    .config
+                    .link_settings(kind, state.remote_max_message_size);
+                let handle =
+                    link::start(peer.clone(), channel, frames, settings, self.sinks.clone());
                 lock(&self.links).insert(peer.clone(), handle);
                 self.emit(Event::PeerConnected(peer));
             }
             RtcEvent::Closed { peer, reason } => {
-                let was_connected = self.peers.get_mut(&peer).map(|s| std::mem::replace(&mut s.connected, false));
+                let was_connected = self
+                    .peers
+                    .get_mut(&peer)
+                    .map(|s| std::mem::replace(&mut s.connected, false));
                 lock(&self.links).remove(&peer);
                 if was_connected == Some(true) || reason.is_some() {
-                    let reason = reason.map(|reason| Error::Rtc { peer: peer.clone(), reason });
+                    let reason = reason.map(|reason| Error::Rtc {
+                        peer: peer.clone(),
+                        reason,
+                    });
                     self.emit(Event::PeerDisconnected { peer, reason });
                 }
             }
@@ -248,7 +318,10 @@ impl Driver {
         if let Some(rtc) = self.peers.get_mut(&peer).and_then(|s| s.rtc.take()) {
             rtc.close().await;
         }
-        self.emit(Event::PeerDisconnected { peer, reason: Some(error) });
+        self.emit(Event::PeerDisconnected {
+            peer,
+            reason: Some(error),
+        });
     }
 
     async fn forget(&mut self, peer: PeerId, announce: bool) {
@@ -258,7 +331,10 @@ impl Driver {
                 rtc.close().await;
             }
             if state.connected {
-                self.emit(Event::PeerDisconnected { peer: peer.clone(), reason: None });
+                self.emit(Event::PeerDisconnected {
+                    peer: peer.clone(),
+                    reason: None,
+                });
             }
         }
         if announce {
@@ -278,5 +354,7 @@ impl Driver {
 
 /// Locks the link table; a poisoned lock (a panic elsewhere) still holds a usable table.
 pub(crate) fn lock(links: &LinkTable) -> std::sync::MutexGuard<'_, HashMap<PeerId, LinkHandle>> {
-    links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    links
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -16,7 +16,15 @@ pub(crate) enum RtcEvent {
     LocalCandidate { peer: PeerId, signal: Signal },
     /// The data channel opened; `frames` yields every frame received on it, in order. `kind`
     /// is the channel's real kind: the offerer's choice, which the answerer follows.
-    ChannelOpen { peer: PeerId, kind: ChannelKind, channel: RtcChannel, frames: async_channel::Receiver<Bytes> },
+    ChannelOpen {
+        peer: PeerId,
+        kind: ChannelKind,
+        channel: RtcChannel,
+        frames: async_channel::Receiver<Bytes>,
+    },
     /// The data channel or the whole connection closed.
-    Closed { peer: PeerId, reason: Option<String> },
+    Closed {
+        peer: PeerId,
+        reason: Option<String>,
+    },
 }

@@ -123,7 +123,12 @@ pub async fn serve(config: BridgeConfig) -> io::Result<Bridge> {
             .await
     });
     tracing::info!(addr = %local_addr, "signaling bridge listening");
-    Ok(Bridge { local_addr, hub, stop: Some(stop), server: Some(server) })
+    Ok(Bridge {
+        local_addr,
+        hub,
+        stop: Some(stop),
+        server: Some(server),
+    })
 }
 
 impl Bridge {
@@ -233,9 +238,15 @@ struct Hub {
 
 impl Hub {
     fn new(max_peers_per_room: usize) -> Self {
-        let rooms = Rooms::with_peer_ids(max_peers_per_room, || PeerId(uuid::Uuid::new_v4().to_string()));
+        let rooms = Rooms::with_peer_ids(max_peers_per_room, || {
+            PeerId(uuid::Uuid::new_v4().to_string())
+        });
         Hub {
-            state: Mutex::new(HubState { rooms, conns: HashMap::new(), shutting_down: false }),
+            state: Mutex::new(HubState {
+                rooms,
+                conns: HashMap::new(),
+                shutting_down: false,
+            }),
             next_conn: AtomicU64::new(1),
             live: watch::Sender::new(0),
         }
@@ -287,11 +298,18 @@ impl Hub {
     /// left and closes with 1009.
     fn on_oversized(&self, conn: ConnId) {
         let mut st = self.lock();
-        let text = format!("message exceeds the {WS_MAX_MESSAGE_BYTES}-byte WebSocket limit; closing");
+        let text =
+            format!("message exceeds the {WS_MAX_MESSAGE_BYTES}-byte WebSocket limit; closing");
         tracing::info!(%conn, code = ?ErrorCode::TooLarge, message = %text, "rejected client message");
         let error = ServerMessage::error(ErrorCode::TooLarge, text).to_json();
         st.push(conn, Outbound::Text(error));
-        st.push(conn, Outbound::Close { code: CLOSE_TOO_BIG, reason: "message too big" });
+        st.push(
+            conn,
+            Outbound::Close {
+                code: CLOSE_TOO_BIG,
+                reason: "message too big",
+            },
+        );
         st.forget(conn, "message too big");
     }
 
@@ -308,7 +326,13 @@ impl Hub {
         st.shutting_down = true;
         let conns: Vec<ConnId> = st.conns.keys().copied().collect();
         for conn in conns {
-            st.push(conn, Outbound::Close { code: CLOSE_GOING_AWAY, reason: "bridge shutting down" });
+            st.push(
+                conn,
+                Outbound::Close {
+                    code: CLOSE_GOING_AWAY,
+                    reason: "bridge shutting down",
+                },
+            );
         }
     }
 }
@@ -322,7 +346,13 @@ impl HubState {
                     log_message(to, &message);
                     self.push(to, Outbound::Text(message.to_json()));
                 }
-                Outgoing::Close { conn } => self.push(conn, Outbound::Close { code: CLOSE_NORMAL, reason: "left" }),
+                Outgoing::Close { conn } => self.push(
+                    conn,
+                    Outbound::Close {
+                        code: CLOSE_NORMAL,
+                        reason: "left",
+                    },
+                ),
             }
         }
     }
@@ -373,13 +403,20 @@ impl HubState {
 }
 
 fn member_of(rooms: &Rooms, conn: ConnId) -> Option<(PeerId, String)> {
-    rooms.member(conn).map(|(peer, room)| (peer.clone(), room.to_owned()))
+    rooms
+        .member(conn)
+        .map(|(peer, room)| (peer.clone(), room.to_owned()))
 }
 
 /// The log line for joins and rejected messages (leaves are logged where they happen).
 fn log_message(to: ConnId, message: &ServerMessage) {
     match message {
-        ServerMessage::Welcome { peer_id, room, peers, .. } => {
+        ServerMessage::Welcome {
+            peer_id,
+            room,
+            peers,
+            ..
+        } => {
             tracing::info!(conn = %to, peer = %peer_id, room, present = peers.len(), "peer joined");
         }
         ServerMessage::Error { code, message } => {
@@ -470,9 +507,13 @@ async fn write_frames(
     while let Some(item) = outbound.recv().await {
         let (message, closing) = match item {
             Outbound::Text(text) => (Message::Text(Utf8Bytes::from(text)), false),
-            Outbound::Close { code, reason } => {
-                (Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })), true)
-            }
+            Outbound::Close { code, reason } => (
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                })),
+                true,
+            ),
         };
         match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
             Ok(Ok(())) => {}

@@ -54,7 +54,11 @@ pub enum NegotiationError {
 pub fn check_description(peer: &PeerId, role: Role, got: SdpType) -> Result<(), NegotiationError> {
     match (role, got) {
         (Role::Answerer, SdpType::Offer) | (Role::Offerer, SdpType::Answer) => Ok(()),
-        _ => Err(NegotiationError::UnexpectedDescription { peer: peer.clone(), got, role }),
+        _ => Err(NegotiationError::UnexpectedDescription {
+            peer: peer.clone(),
+            got,
+            role,
+        }),
     }
 }
 

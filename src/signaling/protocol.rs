@@ -63,7 +63,11 @@ pub enum SdpType {
 
 /// Payload relayed from one peer to another: a session description or a trickled ICE candidate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Signal {
     /// An SDP offer or answer.
     Description {
@@ -80,14 +84,22 @@ pub enum Signal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sdp_mid: Option<String>,
         /// Index of the m-section the candidate belongs to.
-        #[serde(default, rename = "sdpMLineIndex", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            rename = "sdpMLineIndex",
+            skip_serializing_if = "Option::is_none"
+        )]
         sdp_m_line_index: Option<u16>,
     },
 }
 
 /// Messages a client sends to the bridge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMessage {
     /// First message on a connection: enter `room`. Answered by [`ServerMessage::Welcome`].
     Join {
@@ -109,7 +121,11 @@ pub enum ClientMessage {
 
 /// Messages the bridge sends to a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
     /// Answer to `join`: the id assigned to this client and the peers already in the room.
     /// By the negotiation rule ([`crate::signaling::negotiation`]) the newcomer offers to each
@@ -206,7 +222,10 @@ impl ProtocolError {
 
 fn parse_limited<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, ProtocolError> {
     if text.len() > MAX_MESSAGE_BYTES {
-        return Err(ProtocolError::TooLarge { len: text.len(), max: MAX_MESSAGE_BYTES });
+        return Err(ProtocolError::TooLarge {
+            len: text.len(),
+            max: MAX_MESSAGE_BYTES,
+        });
     }
     serde_json::from_str(text).map_err(|e| ProtocolError::BadJson(e.to_string()))
 }
@@ -242,7 +261,10 @@ impl ServerMessage {
 
     /// Shorthand for an [`ServerMessage::Error`].
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerMessage::Error { code, message: message.into() }
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -252,7 +274,10 @@ pub fn validate_room(room: &str) -> Result<(), String> {
         return Err("room name is empty".into());
     }
     if room.len() > MAX_ROOM_NAME_BYTES {
-        return Err(format!("room name is {} bytes; the limit is {MAX_ROOM_NAME_BYTES}", room.len()));
+        return Err(format!(
+            "room name is {} bytes; the limit is {MAX_ROOM_NAME_BYTES}",
+            room.len()
+        ));
     }
     if room.chars().any(char::is_control) {
         return Err("room name contains control characters".into());
@@ -266,7 +291,10 @@ mod tests {
 
     #[test]
     fn join_json_shape_is_stable() {
-        let m = ClientMessage::Join { v: 1, room: "lobby".into() };
+        let m = ClientMessage::Join {
+            v: 1,
+            room: "lobby".into(),
+        };
         assert_eq!(m.to_json(), r#"{"type":"join","v":1,"room":"lobby"}"#);
         assert_eq!(ClientMessage::parse(&m.to_json()).unwrap(), m);
     }
@@ -303,21 +331,46 @@ mod tests {
 
     #[test]
     fn malformed_and_oversized_are_typed_errors() {
-        assert_eq!(ClientMessage::parse("{").unwrap_err().code(), ErrorCode::BadJson);
-        assert_eq!(ClientMessage::parse(r#"{"type":"nope"}"#).unwrap_err().code(), ErrorCode::BadJson);
-        assert_eq!(ClientMessage::parse(r#"{"type":"join","room":"x"}"#).unwrap_err().code(), ErrorCode::BadJson);
-        let big = format!(r#"{{"type":"join","v":1,"room":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
-        assert!(matches!(ClientMessage::parse(&big), Err(ProtocolError::TooLarge { .. })));
+        assert_eq!(
+            ClientMessage::parse("{").unwrap_err().code(),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"nope"}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"join","room":"x"}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadJson
+        );
+        let big = format!(
+            r#"{{"type":"join","v":1,"room":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert!(matches!(
+            ClientMessage::parse(&big),
+            Err(ProtocolError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn every_message_has_the_documented_json_shape() {
         // These strings are the examples of docs/signaling.md.
-        let offer = Signal::Description { sdp_type: SdpType::Offer, sdp: "v=0\r\n".into() };
+        let offer = Signal::Description {
+            sdp_type: SdpType::Offer,
+            sdp: "v=0\r\n".into(),
+        };
         let client = [
             (ClientMessage::Leave, r#"{"type":"leave"}"#),
             (
-                ClientMessage::Signal { to: "b".into(), signal: offer.clone() },
+                ClientMessage::Signal {
+                    to: "b".into(),
+                    signal: offer.clone(),
+                },
                 r#"{"type":"signal","to":"b","signal":{"kind":"description","sdpType":"offer","sdp":"v=0\r\n"}}"#,
             ),
         ];
@@ -327,13 +380,31 @@ mod tests {
         }
         let server = [
             (
-                ServerMessage::Welcome { v: 1, peer_id: "c".into(), room: "lobby".into(), peers: vec!["a".into(), "b".into()] },
+                ServerMessage::Welcome {
+                    v: 1,
+                    peer_id: "c".into(),
+                    room: "lobby".into(),
+                    peers: vec!["a".into(), "b".into()],
+                },
                 r#"{"type":"welcome","v":1,"peerId":"c","room":"lobby","peers":["a","b"]}"#,
             ),
-            (ServerMessage::PeerJoined { peer_id: "c".into() }, r#"{"type":"peer-joined","peerId":"c"}"#),
-            (ServerMessage::PeerLeft { peer_id: "c".into() }, r#"{"type":"peer-left","peerId":"c"}"#),
             (
-                ServerMessage::Signal { from: "c".into(), signal: offer },
+                ServerMessage::PeerJoined {
+                    peer_id: "c".into(),
+                },
+                r#"{"type":"peer-joined","peerId":"c"}"#,
+            ),
+            (
+                ServerMessage::PeerLeft {
+                    peer_id: "c".into(),
+                },
+                r#"{"type":"peer-left","peerId":"c"}"#,
+            ),
+            (
+                ServerMessage::Signal {
+                    from: "c".into(),
+                    signal: offer,
+                },
                 r#"{"type":"signal","from":"c","signal":{"kind":"description","sdpType":"offer","sdp":"v=0\r\n"}}"#,
             ),
             (
@@ -370,7 +441,16 @@ mod tests {
         // RTCIceCandidate.toJSON() may carry nulls and a usernameFragment; both are tolerated.
         let json = r#"{"type":"signal","to":"a","signal":{"kind":"candidate","candidate":"candidate:1 1 udp 1 198.18.0.1 5000 typ host","sdpMid":null,"sdpMLineIndex":null,"usernameFragment":"abcd"}}"#;
         let m = ClientMessage::parse(json).unwrap();
-        let ClientMessage::Signal { signal: Signal::Candidate { sdp_mid, sdp_m_line_index, .. }, .. } = m else {
+        let ClientMessage::Signal {
+            signal:
+                Signal::Candidate {
+                    sdp_mid,
+                    sdp_m_line_index,
+                    ..
+                },
+            ..
+        } = m
+        else {
             panic!("not a candidate: {m:?}");
         };
         assert_eq!((sdp_mid, sdp_m_line_index), (None, None));
@@ -378,7 +458,9 @@ mod tests {
 
     #[test]
     fn unknown_error_codes_from_newer_bridges_still_parse() {
-        let m = ServerMessage::parse(r#"{"type":"error","code":"rate-limited","message":"slow down"}"#).unwrap();
+        let m =
+            ServerMessage::parse(r#"{"type":"error","code":"rate-limited","message":"slow down"}"#)
+                .unwrap();
         assert_eq!(m, ServerMessage::error(ErrorCode::Unknown, "slow down"));
     }
 

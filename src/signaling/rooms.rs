@@ -64,7 +64,10 @@ impl Outgoing {
     }
 
     fn error(to: ConnId, code: ErrorCode, message: impl Into<String>) -> Self {
-        Outgoing::Send { to, message: ServerMessage::error(code, message) }
+        Outgoing::Send {
+            to,
+            message: ServerMessage::error(code, message),
+        }
     }
 }
 
@@ -152,12 +155,17 @@ impl Rooms {
 
     /// The peer id and room of `conn`, if it has joined.
     pub fn member(&self, conn: ConnId) -> Option<(&PeerId, &str)> {
-        self.members.get(&conn).map(|m| (&m.peer_id, m.room.as_str()))
+        self.members
+            .get(&conn)
+            .map(|m| (&m.peer_id, m.room.as_str()))
     }
 
     /// The peers in `room`, in join order; empty if the room does not exist.
     pub fn peers_in(&self, room: &str) -> Vec<PeerId> {
-        self.rooms.get(room).map(|conns| self.peer_ids(conns)).unwrap_or_default()
+        self.rooms
+            .get(room)
+            .map(|conns| self.peer_ids(conns))
+            .unwrap_or_default()
     }
 
     /// Number of non-empty rooms.
@@ -206,7 +214,11 @@ impl Rooms {
         if self.closing.contains(&conn) {
             return Vec::new();
         }
-        vec![Outgoing::error(conn, ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text")]
+        vec![Outgoing::error(
+            conn,
+            ErrorCode::BinaryFrame,
+            "binary frames are not part of the protocol; send JSON text",
+        )]
     }
 
     /// Puts `conn` in `room` (the version was checked by the caller). On success returns one
@@ -250,13 +262,26 @@ impl Rooms {
         }
         let mut out: Vec<Outgoing> = present
             .iter()
-            .map(|&other| Outgoing::send(other, ServerMessage::PeerJoined { peer_id: peer_id.clone() }))
+            .map(|&other| {
+                Outgoing::send(
+                    other,
+                    ServerMessage::PeerJoined {
+                        peer_id: peer_id.clone(),
+                    },
+                )
+            })
             .collect();
         out.push(Outgoing::send(conn, welcome));
 
         self.rooms.entry(room.to_owned()).or_default().push(conn);
         self.peers.insert(peer_id.clone(), conn);
-        self.members.insert(conn, Member { peer_id, room: room.to_owned() });
+        self.members.insert(
+            conn,
+            Member {
+                peer_id,
+                room: room.to_owned(),
+            },
+        );
         out
     }
 
@@ -272,7 +297,11 @@ impl Rooms {
     /// `leave`: like [`Rooms::disconnect`], then [`Outgoing::Close`] for `conn`.
     fn leave(&mut self, conn: ConnId) -> Vec<Outgoing> {
         if !self.members.contains_key(&conn) {
-            return vec![Outgoing::error(conn, ErrorCode::NotJoined, "leave before join")];
+            return vec![Outgoing::error(
+                conn,
+                ErrorCode::NotJoined,
+                "leave before join",
+            )];
         }
         let mut out = self.remove_member(conn);
         self.closing.insert(conn);
@@ -282,25 +311,37 @@ impl Rooms {
 
     fn relay(&mut self, conn: ConnId, to: PeerId, signal: Signal) -> Vec<Outgoing> {
         let Some(sender) = self.members.get(&conn) else {
-            return vec![Outgoing::error(conn, ErrorCode::NotJoined, "signal before join")];
+            return vec![Outgoing::error(
+                conn,
+                ErrorCode::NotJoined,
+                "signal before join",
+            )];
         };
         let target = self
             .peers
             .get(&to)
             .copied()
             .filter(|&target| target != conn)
-            .filter(|target| self.members.get(target).is_some_and(|m| m.room == sender.room));
+            .filter(|target| {
+                self.members
+                    .get(target)
+                    .is_some_and(|m| m.room == sender.room)
+            });
         let Some(target) = target else {
             let text = format!("no other peer {to} in room {:?}", sender.room);
             return vec![Outgoing::error(conn, ErrorCode::UnknownPeer, text)];
         };
         // `from` is always the bridge's record of the sender, whatever the client wrote.
-        let message = ServerMessage::Signal { from: sender.peer_id.clone(), signal };
+        let message = ServerMessage::Signal {
+            from: sender.peer_id.clone(),
+            signal,
+        };
         // The relayed form can be longer than what arrived (`from` vs `to`, escapes); the
         // receiver would reject it past the limit, so the sender hears about it instead.
         let len = message.to_json().len();
         if len > MAX_MESSAGE_BYTES {
-            let text = format!("relayed signal would be {len} bytes; the limit is {MAX_MESSAGE_BYTES}");
+            let text =
+                format!("relayed signal would be {len} bytes; the limit is {MAX_MESSAGE_BYTES}");
             return vec![Outgoing::error(conn, ErrorCode::TooLarge, text)];
         }
         vec![Outgoing::send(target, message)]
@@ -315,7 +356,12 @@ impl Rooms {
         if let Some(conns) = self.rooms.get_mut(&member.room) {
             conns.retain(|&c| c != conn);
             out.extend(conns.iter().map(|&other| {
-                Outgoing::send(other, ServerMessage::PeerLeft { peer_id: member.peer_id.clone() })
+                Outgoing::send(
+                    other,
+                    ServerMessage::PeerLeft {
+                        peer_id: member.peer_id.clone(),
+                    },
+                )
             }));
             if conns.is_empty() {
                 self.rooms.remove(&member.room);
@@ -325,7 +371,11 @@ impl Rooms {
     }
 
     fn peer_ids(&self, conns: &[ConnId]) -> Vec<PeerId> {
-        conns.iter().filter_map(|c| self.members.get(c)).map(|m| m.peer_id.clone()).collect()
+        conns
+            .iter()
+            .filter_map(|c| self.members.get(c))
+            .map(|m| m.peer_id.clone())
+            .collect()
     }
 
     fn fresh_peer_id(&mut self) -> PeerId {
@@ -351,7 +401,11 @@ mod tests {
     const D: ConnId = ConnId(4);
 
     fn join_json(room: &str) -> String {
-        ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into() }.to_json()
+        ClientMessage::Join {
+            v: PROTOCOL_VERSION,
+            room: room.into(),
+        }
+        .to_json()
     }
 
     fn send(to: ConnId, message: ServerMessage) -> Outgoing {
@@ -370,27 +424,46 @@ mod tests {
     /// The single error code in `out`, which must be one error reply to `conn`.
     fn error_code(out: &[Outgoing], conn: ConnId) -> ErrorCode {
         match out {
-            [Outgoing::Send { to, message: ServerMessage::Error { code, .. } }] if *to == conn => *code,
+            [Outgoing::Send {
+                to,
+                message: ServerMessage::Error { code, .. },
+            }] if *to == conn => *code,
             other => panic!("expected one error to {conn}, got {other:?}"),
         }
     }
 
     fn offer() -> Signal {
-        Signal::Description { sdp_type: SdpType::Offer, sdp: "v=0\r\n".into() }
+        Signal::Description {
+            sdp_type: SdpType::Offer,
+            sdp: "v=0\r\n".into(),
+        }
     }
 
     fn signal_json(to: &str, signal: Signal) -> String {
-        ClientMessage::Signal { to: to.into(), signal }.to_json()
+        ClientMessage::Signal {
+            to: to.into(),
+            signal,
+        }
+        .to_json()
     }
 
     #[test]
     fn welcome_lists_existing_peers_in_join_order() {
         let mut r = Rooms::default();
-        assert_eq!(r.handle(A, &join_json("lobby")), vec![send(A, welcome("p1", "lobby", &[]))]);
+        assert_eq!(
+            r.handle(A, &join_json("lobby")),
+            vec![send(A, welcome("p1", "lobby", &[]))]
+        );
         r.handle(B, &join_json("lobby"));
         let out = r.handle(C, &join_json("lobby"));
-        assert_eq!(out.last(), Some(&send(C, welcome("p3", "lobby", &["p1", "p2"]))));
-        assert_eq!(r.peers_in("lobby"), vec![PeerId::from("p1"), "p2".into(), "p3".into()]);
+        assert_eq!(
+            out.last(),
+            Some(&send(C, welcome("p3", "lobby", &["p1", "p2"])))
+        );
+        assert_eq!(
+            r.peers_in("lobby"),
+            vec![PeerId::from("p1"), "p2".into(), "p3".into()]
+        );
         assert_eq!(r.member(C), Some((&PeerId::from("p3"), "lobby")));
     }
 
@@ -401,8 +474,22 @@ mod tests {
         r.handle(B, &join_json("lobby"));
         r.handle(D, &join_json("elsewhere"));
         let out = r.handle(C, &join_json("lobby"));
-        let joined = |to| send(to, ServerMessage::PeerJoined { peer_id: "p4".into() });
-        assert_eq!(out, vec![joined(A), joined(B), send(C, welcome("p4", "lobby", &["p1", "p2"]))]);
+        let joined = |to| {
+            send(
+                to,
+                ServerMessage::PeerJoined {
+                    peer_id: "p4".into(),
+                },
+            )
+        };
+        assert_eq!(
+            out,
+            vec![
+                joined(A),
+                joined(B),
+                send(C, welcome("p4", "lobby", &["p1", "p2"]))
+            ]
+        );
     }
 
     #[test]
@@ -412,11 +499,32 @@ mod tests {
         r.handle(B, &join_json("lobby"));
         // A client-provided `from` is ignored: the bridge's record of the sender wins.
         let forged = r#"{"type":"signal","to":"p1","from":"p1","signal":{"kind":"description","sdpType":"offer","sdp":"v=0\r\n"}}"#;
-        assert_eq!(r.handle(B, forged), vec![send(A, ServerMessage::Signal { from: "p2".into(), signal: offer() })]);
+        assert_eq!(
+            r.handle(B, forged),
+            vec![send(
+                A,
+                ServerMessage::Signal {
+                    from: "p2".into(),
+                    signal: offer()
+                }
+            )]
+        );
 
-        let answer = Signal::Description { sdp_type: SdpType::Answer, sdp: "v=0\r\n".into() };
+        let answer = Signal::Description {
+            sdp_type: SdpType::Answer,
+            sdp: "v=0\r\n".into(),
+        };
         let out = r.handle(A, &signal_json("p2", answer.clone()));
-        assert_eq!(out, vec![send(B, ServerMessage::Signal { from: "p1".into(), signal: answer })]);
+        assert_eq!(
+            out,
+            vec![send(
+                B,
+                ServerMessage::Signal {
+                    from: "p1".into(),
+                    signal: answer
+                }
+            )]
+        );
 
         let candidate = Signal::Candidate {
             candidate: "candidate:1 1 udp 1 198.18.0.1 5000 typ host".into(),
@@ -424,50 +532,112 @@ mod tests {
             sdp_m_line_index: Some(0),
         };
         let out = r.handle(B, &signal_json("p1", candidate.clone()));
-        assert_eq!(out, vec![send(A, ServerMessage::Signal { from: "p2".into(), signal: candidate })]);
+        assert_eq!(
+            out,
+            vec![send(
+                A,
+                ServerMessage::Signal {
+                    from: "p2".into(),
+                    signal: candidate
+                }
+            )]
+        );
     }
 
     #[test]
     fn bad_json_is_answered_and_changes_nothing() {
         let mut r = Rooms::default();
-        for text in ["{", "", "null", r#"{"type":"nope"}"#, r#"{"type":"join","room":"x"}"#, "\u{0}"] {
-            assert_eq!(error_code(&r.handle(A, text), A), ErrorCode::BadJson, "{text:?}");
+        for text in [
+            "{",
+            "",
+            "null",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"join","room":"x"}"#,
+            "\u{0}",
+        ] {
+            assert_eq!(
+                error_code(&r.handle(A, text), A),
+                ErrorCode::BadJson,
+                "{text:?}"
+            );
         }
         assert_eq!(r.member(A), None);
-        assert_eq!(r.handle(A, &join_json("lobby")), vec![send(A, welcome("p1", "lobby", &[]))]);
+        assert_eq!(
+            r.handle(A, &join_json("lobby")),
+            vec![send(A, welcome("p1", "lobby", &[]))]
+        );
     }
 
     #[test]
     fn too_large_text_is_answered() {
         let mut r = Rooms::default();
         r.handle(A, &join_json("lobby"));
-        let big = signal_json("p1", Signal::Description { sdp_type: SdpType::Offer, sdp: "x".repeat(MAX_MESSAGE_BYTES) });
+        let big = signal_json(
+            "p1",
+            Signal::Description {
+                sdp_type: SdpType::Offer,
+                sdp: "x".repeat(MAX_MESSAGE_BYTES),
+            },
+        );
         assert_eq!(error_code(&r.handle(A, &big), A), ErrorCode::TooLarge);
-        assert_eq!(error_code(&r.handle(B, &"x".repeat(MAX_MESSAGE_BYTES + 1)), B), ErrorCode::TooLarge);
+        assert_eq!(
+            error_code(&r.handle(B, &"x".repeat(MAX_MESSAGE_BYTES + 1)), B),
+            ErrorCode::TooLarge
+        );
     }
 
     #[test]
     fn relayed_form_past_the_limit_is_too_large_for_the_sender() {
         // Long peer ids make `from` longer than `to`: the input fits, the relayed form does not.
-        let mut ids = vec!["a".to_owned(), "b".repeat(200)].into_iter().map(PeerId);
+        let mut ids = vec!["a".to_owned(), "b".repeat(200)]
+            .into_iter()
+            .map(PeerId);
         let mut r = Rooms::with_peer_ids(8, move || ids.next().unwrap_or_else(|| "z".into()));
         r.handle(A, &join_json("lobby"));
         r.handle(B, &join_json("lobby"));
-        let empty = signal_json("a", Signal::Description { sdp_type: SdpType::Offer, sdp: String::new() });
+        let empty = signal_json(
+            "a",
+            Signal::Description {
+                sdp_type: SdpType::Offer,
+                sdp: String::new(),
+            },
+        );
         let fill = MAX_MESSAGE_BYTES - empty.len();
-        let text = signal_json("a", Signal::Description { sdp_type: SdpType::Offer, sdp: "x".repeat(fill) });
+        let text = signal_json(
+            "a",
+            Signal::Description {
+                sdp_type: SdpType::Offer,
+                sdp: "x".repeat(fill),
+            },
+        );
         assert_eq!(text.len(), MAX_MESSAGE_BYTES);
         assert_eq!(error_code(&r.handle(B, &text), B), ErrorCode::TooLarge);
         // The same size from the short-named peer to the long-named one is relayed.
-        let back = signal_json(&"b".repeat(200), Signal::Description { sdp_type: SdpType::Offer, sdp: "x".repeat(fill - 199) });
-        assert!(matches!(r.handle(A, &back).as_slice(), [Outgoing::Send { to: B, message: ServerMessage::Signal { .. } }]));
+        let back = signal_json(
+            &"b".repeat(200),
+            Signal::Description {
+                sdp_type: SdpType::Offer,
+                sdp: "x".repeat(fill - 199),
+            },
+        );
+        assert!(matches!(
+            r.handle(A, &back).as_slice(),
+            [Outgoing::Send {
+                to: B,
+                message: ServerMessage::Signal { .. }
+            }]
+        ));
     }
 
     #[test]
     fn other_versions_are_rejected() {
         let mut r = Rooms::default();
         for v in [0, PROTOCOL_VERSION + 1, u32::MAX] {
-            let text = ClientMessage::Join { v, room: "lobby".into() }.to_json();
+            let text = ClientMessage::Join {
+                v,
+                room: "lobby".into(),
+            }
+            .to_json();
             assert_eq!(error_code(&r.handle(A, &text), A), ErrorCode::BadVersion);
         }
         assert_eq!(r.room_count(), 0);
@@ -477,20 +647,36 @@ mod tests {
     fn invalid_rooms_are_rejected() {
         let mut r = Rooms::default();
         for room in ["", &"x".repeat(65), "a\nb", "tab\there", "\u{7f}"] {
-            assert_eq!(error_code(&r.handle(A, &join_json(room)), A), ErrorCode::BadRoom, "{room:?}");
+            assert_eq!(
+                error_code(&r.handle(A, &join_json(room)), A),
+                ErrorCode::BadRoom,
+                "{room:?}"
+            );
         }
         assert_eq!(r.room_count(), 0);
         // The longest valid name, in multi-byte UTF-8, is accepted.
         let longest = "é".repeat(32);
-        assert!(matches!(r.handle(A, &join_json(&longest)).as_slice(), [Outgoing::Send { message: ServerMessage::Welcome { .. }, .. }]));
+        assert!(matches!(
+            r.handle(A, &join_json(&longest)).as_slice(),
+            [Outgoing::Send {
+                message: ServerMessage::Welcome { .. },
+                ..
+            }]
+        ));
     }
 
     #[test]
     fn signal_and_leave_before_join_are_not_joined() {
         let mut r = Rooms::default();
         r.handle(A, &join_json("lobby"));
-        assert_eq!(error_code(&r.handle(B, &signal_json("p1", offer())), B), ErrorCode::NotJoined);
-        assert_eq!(error_code(&r.handle(B, r#"{"type":"leave"}"#), B), ErrorCode::NotJoined);
+        assert_eq!(
+            error_code(&r.handle(B, &signal_json("p1", offer())), B),
+            ErrorCode::NotJoined
+        );
+        assert_eq!(
+            error_code(&r.handle(B, r#"{"type":"leave"}"#), B),
+            ErrorCode::NotJoined
+        );
         assert_eq!(r.peers_in("lobby"), vec![PeerId::from("p1")]);
     }
 
@@ -498,9 +684,19 @@ mod tests {
     fn second_join_is_already_joined_whatever_its_content() {
         let mut r = Rooms::default();
         r.handle(A, &join_json("lobby"));
-        assert_eq!(error_code(&r.handle(A, &join_json("lobby")), A), ErrorCode::AlreadyJoined);
-        assert_eq!(error_code(&r.handle(A, &join_json("other")), A), ErrorCode::AlreadyJoined);
-        let v9 = ClientMessage::Join { v: 9, room: "other".into() }.to_json();
+        assert_eq!(
+            error_code(&r.handle(A, &join_json("lobby")), A),
+            ErrorCode::AlreadyJoined
+        );
+        assert_eq!(
+            error_code(&r.handle(A, &join_json("other")), A),
+            ErrorCode::AlreadyJoined
+        );
+        let v9 = ClientMessage::Join {
+            v: 9,
+            room: "other".into(),
+        }
+        .to_json();
         assert_eq!(error_code(&r.handle(A, &v9), A), ErrorCode::AlreadyJoined);
         assert_eq!(r.member(A), Some((&PeerId::from("p1"), "lobby")));
         assert_eq!(r.room_count(), 1);
@@ -512,14 +708,26 @@ mod tests {
         r.handle(A, &join_json("one"));
         r.handle(B, &join_json("two"));
         // p2 exists, but in another room: rooms are isolated.
-        assert_eq!(error_code(&r.handle(A, &signal_json("p2", offer())), A), ErrorCode::UnknownPeer);
-        assert_eq!(error_code(&r.handle(A, &signal_json("p99", offer())), A), ErrorCode::UnknownPeer);
+        assert_eq!(
+            error_code(&r.handle(A, &signal_json("p2", offer())), A),
+            ErrorCode::UnknownPeer
+        );
+        assert_eq!(
+            error_code(&r.handle(A, &signal_json("p99", offer())), A),
+            ErrorCode::UnknownPeer
+        );
         // Signalling oneself is a client bug, not a relay.
-        assert_eq!(error_code(&r.handle(A, &signal_json("p1", offer())), A), ErrorCode::UnknownPeer);
+        assert_eq!(
+            error_code(&r.handle(A, &signal_json("p1", offer())), A),
+            ErrorCode::UnknownPeer
+        );
         // A peer that left is unknown too.
         r.handle(C, &join_json("one"));
         r.disconnect(C);
-        assert_eq!(error_code(&r.handle(A, &signal_json("p3", offer())), A), ErrorCode::UnknownPeer);
+        assert_eq!(
+            error_code(&r.handle(A, &signal_json("p3", offer())), A),
+            ErrorCode::UnknownPeer
+        );
     }
 
     #[test]
@@ -536,9 +744,18 @@ mod tests {
         let mut r = Rooms::new(2);
         r.handle(A, &join_json("lobby"));
         r.handle(B, &join_json("lobby"));
-        assert_eq!(error_code(&r.handle(C, &join_json("lobby")), C), ErrorCode::RoomFull);
+        assert_eq!(
+            error_code(&r.handle(C, &join_json("lobby")), C),
+            ErrorCode::RoomFull
+        );
         // Another room is unaffected by this one's limit.
-        assert!(matches!(r.handle(D, &join_json("other")).as_slice(), [Outgoing::Send { to: D, message: ServerMessage::Welcome { .. } }]));
+        assert!(matches!(
+            r.handle(D, &join_json("other")).as_slice(),
+            [Outgoing::Send {
+                to: D,
+                message: ServerMessage::Welcome { .. }
+            }]
+        ));
         r.disconnect(A);
         let out = r.handle(C, &join_json("lobby"));
         assert_eq!(out.last(), Some(&send(C, welcome("p4", "lobby", &["p2"]))));
@@ -553,9 +770,18 @@ mod tests {
         });
         // Each welcome lists the peers present plus the newcomer: 6 ids of 10 KiB fit, 7 do not.
         for conn in 0..6 {
-            assert!(matches!(r.join(ConnId(conn), "big").last(), Some(Outgoing::Send { message: ServerMessage::Welcome { .. }, .. })));
+            assert!(matches!(
+                r.join(ConnId(conn), "big").last(),
+                Some(Outgoing::Send {
+                    message: ServerMessage::Welcome { .. },
+                    ..
+                })
+            ));
         }
-        assert_eq!(error_code(&r.join(ConnId(99), "big"), ConnId(99)), ErrorCode::RoomFull);
+        assert_eq!(
+            error_code(&r.join(ConnId(99), "big"), ConnId(99)),
+            ErrorCode::RoomFull
+        );
         assert_eq!(r.peers_in("big").len(), 6);
     }
 
@@ -564,7 +790,10 @@ mod tests {
         let mut r = Rooms::new(0);
         assert_eq!(r.max_peers_per_room(), 1);
         r.handle(A, &join_json("solo"));
-        assert_eq!(error_code(&r.handle(B, &join_json("solo")), B), ErrorCode::RoomFull);
+        assert_eq!(
+            error_code(&r.handle(B, &join_json("solo")), B),
+            ErrorCode::RoomFull
+        );
     }
 
     #[test]
@@ -573,7 +802,14 @@ mod tests {
         r.handle(A, &join_json("lobby"));
         r.handle(B, &join_json("lobby"));
         r.handle(C, &join_json("lobby"));
-        let left = |to| send(to, ServerMessage::PeerLeft { peer_id: "p2".into() });
+        let left = |to| {
+            send(
+                to,
+                ServerMessage::PeerLeft {
+                    peer_id: "p2".into(),
+                },
+            )
+        };
         assert_eq!(r.disconnect(B), vec![left(A), left(C)]);
         assert_eq!(r.disconnect(B), vec![], "second disconnect is a no-op");
         assert_eq!(r.disconnect(D), vec![], "never joined");
@@ -590,7 +826,18 @@ mod tests {
         r.handle(A, &join_json("lobby"));
         r.handle(B, &join_json("lobby"));
         let out = r.handle(B, r#"{"type":"leave"}"#);
-        assert_eq!(out, vec![send(A, ServerMessage::PeerLeft { peer_id: "p2".into() }), Outgoing::Close { conn: B }]);
+        assert_eq!(
+            out,
+            vec![
+                send(
+                    A,
+                    ServerMessage::PeerLeft {
+                        peer_id: "p2".into()
+                    }
+                ),
+                Outgoing::Close { conn: B }
+            ]
+        );
         assert_eq!(r.handle(B, &join_json("lobby")), vec![]);
         assert_eq!(r.handle_binary(B), vec![]);
         assert_eq!(r.join(B, "lobby"), vec![]);
@@ -607,16 +854,25 @@ mod tests {
         r.handle(B, &join_json("lobby"));
         r.handle(C, &join_json("lobby"));
         let ids = r.peers_in("lobby");
-        assert_eq!(ids, vec![PeerId::from("same"), "same#1".into(), "same#2".into()]);
+        assert_eq!(
+            ids,
+            vec![PeerId::from("same"), "same#1".into(), "same#2".into()]
+        );
         let out = r.handle(A, &signal_json("same#2", offer()));
-        assert!(matches!(out.as_slice(), [Outgoing::Send { to: C, .. }]), "{out:?}");
+        assert!(
+            matches!(out.as_slice(), [Outgoing::Send { to: C, .. }]),
+            "{out:?}"
+        );
     }
 
     #[test]
     fn direct_join_validates_like_handle() {
         let mut r = Rooms::default();
         assert_eq!(error_code(&r.join(A, ""), A), ErrorCode::BadRoom);
-        assert_eq!(r.join(A, "lobby"), vec![send(A, welcome("p1", "lobby", &[]))]);
+        assert_eq!(
+            r.join(A, "lobby"),
+            vec![send(A, welcome("p1", "lobby", &[]))]
+        );
         assert_eq!(error_code(&r.join(A, "lobby"), A), ErrorCode::AlreadyJoined);
     }
 }

@@ -90,12 +90,20 @@ impl Options {
                 Urls::One(url) => vec![url],
                 Urls::Many(urls) => urls,
             };
-            builder = builder.ice_server(IceServer { urls, username: server.username, credential: server.credential });
+            builder = builder.ice_server(IceServer {
+                urls,
+                username: server.username,
+                credential: server.credential,
+            });
         }
         builder = builder.channel(match self.channel.as_deref() {
             None | Some("reliable") => ChannelKind::Reliable,
             Some("unreliable") => ChannelKind::Unreliable,
-            Some(other) => return Err(Error::Config(format!("channel must be \"reliable\" or \"unreliable\", got {other:?}"))),
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "channel must be \"reliable\" or \"unreliable\", got {other:?}"
+                )))
+            }
         });
         if let Some(bytes) = self.max_message_size {
             builder = builder.max_message_size(bytes);
@@ -131,7 +139,9 @@ fn payload(data: &JsValue) -> Result<(Bytes, bool), JsValue> {
     if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok((Bytes::from(js_sys::Uint8Array::new(buffer).to_vec()), false));
     }
-    Err(js_error(Error::Config("data must be a string, Uint8Array or ArrayBuffer".into())))
+    Err(js_error(Error::Config(
+        "data must be a string, Uint8Array or ArrayBuffer".into(),
+    )))
 }
 
 fn peer_event(event: &Event) -> JsValue {
@@ -189,9 +199,15 @@ pub struct JsTransport {
 impl JsTransport {
     /// Sets `handler` to `callback`; the first time, starts the loop that feeds it from
     /// `next` (one loop per kind, so a second registration replaces rather than competes).
-    fn set_handler<T: 'static, F>(handler: &Handler, callback: js_sys::Function, inner: &Rc<Transport>, next: F, dispatch: fn(&js_sys::Function, T))
-    where
-        F: Fn(Rc<Transport>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>>>> + 'static,
+    fn set_handler<T: 'static, F>(
+        handler: &Handler,
+        callback: js_sys::Function,
+        inner: &Rc<Transport>,
+        next: F,
+        dispatch: fn(&js_sys::Function, T),
+    ) where
+        F: Fn(Rc<Transport>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>>>>
+            + 'static,
     {
         let first = handler.borrow_mut().replace(callback).is_none();
         if !first {
@@ -228,14 +244,21 @@ impl JsTransport {
     /// the server welcomed us; rejects with a `MiaouError` on bad options or an unreachable
     /// server.
     #[wasm_bindgen(unchecked_return_type = "Promise<Transport>")]
-    pub fn connect(#[wasm_bindgen(unchecked_param_type = "TransportOptions")] options: JsValue) -> js_sys::Promise {
+    pub fn connect(
+        #[wasm_bindgen(unchecked_param_type = "TransportOptions")] options: JsValue,
+    ) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(async move {
             let options: Options = serde_wasm_bindgen::from_value(options)
                 .map_err(|e| js_error(Error::Config(format!("bad options: {e}"))))?;
             let config = options.into_config().map_err(js_error)?;
             let transport = Transport::connect(config).await.map_err(js_error)?;
             let inner = Rc::new(transport);
-            Ok(JsTransport { inner, on_message: Handler::default(), on_peer: Handler::default() }.into())
+            Ok(JsTransport {
+                inner,
+                on_message: Handler::default(),
+                on_peer: Handler::default(),
+            }
+            .into())
         })
     }
 
@@ -262,17 +285,35 @@ impl JsTransport {
     #[wasm_bindgen(js_name = onMessage)]
     pub fn on_message(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "(peerId: string, data: string | Uint8Array) => void")]
+        #[wasm_bindgen(
+            unchecked_param_type = "(peerId: string, data: string | Uint8Array) => void"
+        )]
         callback: js_sys::Function,
     ) {
-        JsTransport::set_handler(&self.on_message, callback, &self.inner, |t| Box::pin(async move { t.recv().await }), dispatch_message);
+        JsTransport::set_handler(
+            &self.on_message,
+            callback,
+            &self.inner,
+            |t| Box::pin(async move { t.recv().await }),
+            dispatch_message,
+        );
     }
 
     /// Sets the peer event handler `(event: PeerEvent) => void`; events from before the first
     /// call are kept for it; a later call replaces the handler.
     #[wasm_bindgen(js_name = onPeer)]
-    pub fn on_peer(&self, #[wasm_bindgen(unchecked_param_type = "(event: PeerEvent) => void")] callback: js_sys::Function) {
-        JsTransport::set_handler(&self.on_peer, callback, &self.inner, |t| Box::pin(async move { t.next_event().await }), dispatch_event);
+    pub fn on_peer(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: PeerEvent) => void")]
+        callback: js_sys::Function,
+    ) {
+        JsTransport::set_handler(
+            &self.on_peer,
+            callback,
+            &self.inner,
+            |t| Box::pin(async move { t.next_event().await }),
+            dispatch_event,
+        );
     }
 
     /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. Resolves when
@@ -288,7 +329,11 @@ impl JsTransport {
         wasm_bindgen_futures::future_to_promise(async move {
             let (bytes, text) = prepared?;
             let peer = PeerId(peer_id);
-            inner.send_payload(&peer, bytes, text).await.map(|()| JsValue::UNDEFINED).map_err(js_error)
+            inner
+                .send_payload(&peer, bytes, text)
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(js_error)
         })
     }
 
@@ -302,7 +347,11 @@ impl JsTransport {
         let prepared = payload(&data);
         wasm_bindgen_futures::future_to_promise(async move {
             let (bytes, text) = prepared?;
-            inner.broadcast_payload(bytes, text).await.map(|()| JsValue::UNDEFINED).map_err(js_error)
+            inner
+                .broadcast_payload(bytes, text)
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(js_error)
         })
     }
 
@@ -311,7 +360,11 @@ impl JsTransport {
     pub fn close(&self) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         wasm_bindgen_futures::future_to_promise(async move {
-            inner.close().await.map(|()| JsValue::UNDEFINED).map_err(js_error)
+            inner
+                .close()
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(js_error)
         })
     }
 }

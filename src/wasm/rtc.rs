@@ -17,7 +17,6 @@ use web_sys::{
     RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-
 /// Callbacks registered on browser objects; kept alive here and detached on close.
 #[derive(Default)]
 struct Callbacks {
@@ -66,9 +65,19 @@ impl RtcPeer {
             servers.push(&ice);
         }
         rtc_config.set_ice_servers(&servers);
-        let pc = RtcPeerConnection::new_with_configuration(&rtc_config)
-            .map_err(|e| Error::Rtc { peer: peer.clone(), reason: js_text(&e) })?;
-        let this = RtcPeer { pc, peer, kind: config.channel, frame_queue: config.receive_queue_frames, events, callbacks: Rc::default() };
+        let pc =
+            RtcPeerConnection::new_with_configuration(&rtc_config).map_err(|e| Error::Rtc {
+                peer: peer.clone(),
+                reason: js_text(&e),
+            })?;
+        let this = RtcPeer {
+            pc,
+            peer,
+            kind: config.channel,
+            frame_queue: config.receive_queue_frames,
+            events,
+            callbacks: Rc::default(),
+        };
         this.forward_candidates();
         this.watch_connection_state();
         this.accept_remote_channels();
@@ -81,19 +90,30 @@ impl RtcPeer {
 
     fn forward_candidates(&self) {
         let (events, peer) = (self.events.clone(), self.peer.clone());
-        let closure = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(move |event: RtcPeerConnectionIceEvent| {
-            let Some(candidate) = event.candidate() else { return };
-            if candidate.candidate().is_empty() {
-                return; // end-of-candidates marker
-            }
-            let signal = Signal::Candidate {
-                candidate: candidate.candidate(),
-                sdp_mid: candidate.sdp_mid(),
-                sdp_m_line_index: candidate.sdp_m_line_index(),
-            };
-            post(&events, RtcEvent::LocalCandidate { peer: peer.clone(), signal });
-        });
-        self.pc.set_onicecandidate(Some(closure.as_ref().unchecked_ref()));
+        let closure = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
+            move |event: RtcPeerConnectionIceEvent| {
+                let Some(candidate) = event.candidate() else {
+                    return;
+                };
+                if candidate.candidate().is_empty() {
+                    return; // end-of-candidates marker
+                }
+                let signal = Signal::Candidate {
+                    candidate: candidate.candidate(),
+                    sdp_mid: candidate.sdp_mid(),
+                    sdp_m_line_index: candidate.sdp_m_line_index(),
+                };
+                post(
+                    &events,
+                    RtcEvent::LocalCandidate {
+                        peer: peer.clone(),
+                        signal,
+                    },
+                );
+            },
+        );
+        self.pc
+            .set_onicecandidate(Some(closure.as_ref().unchecked_ref()));
         self.keep(closure);
     }
 
@@ -102,30 +122,54 @@ impl RtcPeer {
         let closure = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
             if pc.connection_state() == RtcPeerConnectionState::Failed {
                 let reason = Some("ICE/DTLS connection failed".to_owned());
-                post(&events, RtcEvent::Closed { peer: peer.clone(), reason });
+                post(
+                    &events,
+                    RtcEvent::Closed {
+                        peer: peer.clone(),
+                        reason,
+                    },
+                );
             }
         });
-        self.pc.set_onconnectionstatechange(Some(closure.as_ref().unchecked_ref()));
+        self.pc
+            .set_onconnectionstatechange(Some(closure.as_ref().unchecked_ref()));
         self.keep(closure);
     }
 
     fn accept_remote_channels(&self) {
-        let (events, peer, callbacks, frame_queue) =
-            (self.events.clone(), self.peer.clone(), Rc::clone(&self.callbacks), self.frame_queue);
-        let closure = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |event: RtcDataChannelEvent| {
-            let dc = event.channel();
-            if let Some(kind) = ChannelKind::from_label(&dc.label()) {
-                wire_channel(dc, peer.clone(), kind, events.clone(), frame_queue, &callbacks);
-            } else {
-                tracing::warn!(%peer, label = %dc.label(), "ignoring data channel with unknown label");
-            }
-        });
-        self.pc.set_ondatachannel(Some(closure.as_ref().unchecked_ref()));
+        let (events, peer, callbacks, frame_queue) = (
+            self.events.clone(),
+            self.peer.clone(),
+            Rc::clone(&self.callbacks),
+            self.frame_queue,
+        );
+        let closure = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(
+            move |event: RtcDataChannelEvent| {
+                let dc = event.channel();
+                if let Some(kind) = ChannelKind::from_label(&dc.label()) {
+                    wire_channel(
+                        dc,
+                        peer.clone(),
+                        kind,
+                        events.clone(),
+                        frame_queue,
+                        &callbacks,
+                    );
+                } else {
+                    tracing::warn!(%peer, label = %dc.label(), "ignoring data channel with unknown label");
+                }
+            },
+        );
+        self.pc
+            .set_ondatachannel(Some(closure.as_ref().unchecked_ref()));
         self.keep(closure);
     }
 
     fn rtc_error(&self, e: JsValue) -> Error {
-        Error::Rtc { peer: self.peer.clone(), reason: js_text(&e) }
+        Error::Rtc {
+            peer: self.peer.clone(),
+            reason: js_text(&e),
+        }
     }
 
     /// Creates our data channel and an offer; returns the SDP to send.
@@ -138,16 +182,29 @@ impl RtcPeer {
                 init.set_max_retransmits(0);
             }
         }
-        let dc = self.pc.create_data_channel_with_data_channel_dict(self.kind.label(), &init);
-        wire_channel(dc, self.peer.clone(), self.kind, self.events.clone(), self.frame_queue, &self.callbacks);
-        let offer = JsFuture::from(self.pc.create_offer()).await.map_err(|e| self.rtc_error(e))?;
+        let dc = self
+            .pc
+            .create_data_channel_with_data_channel_dict(self.kind.label(), &init);
+        wire_channel(
+            dc,
+            self.peer.clone(),
+            self.kind,
+            self.events.clone(),
+            self.frame_queue,
+            &self.callbacks,
+        );
+        let offer = JsFuture::from(self.pc.create_offer())
+            .await
+            .map_err(|e| self.rtc_error(e))?;
         self.set_local(offer.unchecked_into()).await
     }
 
     /// Applies a remote offer and returns our answer's SDP.
     pub(crate) async fn accept_offer(&self, sdp: String) -> Result<String> {
         self.set_remote(RtcSdpType::Offer, &sdp).await?;
-        let answer = JsFuture::from(self.pc.create_answer()).await.map_err(|e| self.rtc_error(e))?;
+        let answer = JsFuture::from(self.pc.create_answer())
+            .await
+            .map_err(|e| self.rtc_error(e))?;
         self.set_local(answer.unchecked_into()).await
     }
 
@@ -159,13 +216,17 @@ impl RtcPeer {
     async fn set_remote(&self, kind: RtcSdpType, sdp: &str) -> Result<()> {
         let description = RtcSessionDescriptionInit::new(kind);
         description.set_sdp(sdp);
-        JsFuture::from(self.pc.set_remote_description(&description)).await.map_err(|e| self.rtc_error(e))?;
+        JsFuture::from(self.pc.set_remote_description(&description))
+            .await
+            .map_err(|e| self.rtc_error(e))?;
         Ok(())
     }
 
     async fn set_local(&self, description: RtcSessionDescriptionInit) -> Result<String> {
         let sdp = description.get_sdp().unwrap_or_default();
-        JsFuture::from(self.pc.set_local_description(&description)).await.map_err(|e| self.rtc_error(e))?;
+        JsFuture::from(self.pc.set_local_description(&description))
+            .await
+            .map_err(|e| self.rtc_error(e))?;
         Ok(sdp)
     }
 
@@ -179,7 +240,9 @@ impl RtcPeer {
         let init = RtcIceCandidateInit::new(&candidate);
         init.set_sdp_mid(sdp_mid.as_deref());
         init.set_sdp_m_line_index(sdp_m_line_index);
-        let added = self.pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+        let added = self
+            .pc
+            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
         JsFuture::from(added).await.map_err(|e| self.rtc_error(e))?;
         Ok(())
     }
@@ -229,23 +292,46 @@ fn wire_channel(
             frames_tx.close();
             overflow_dc.close();
             let reason = Some(Error::ReceiveOverflow(overflow_peer.clone()).to_string());
-            post(&overflow_events, RtcEvent::Closed { peer: overflow_peer.clone(), reason });
+            post(
+                &overflow_events,
+                RtcEvent::Closed {
+                    peer: overflow_peer.clone(),
+                    reason,
+                },
+            );
         }
     });
     let (low_tx, low_rx) = async_channel::bounded::<()>(1);
     let on_low = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
         let _ = low_tx.try_send(());
     });
-    let channel = RtcChannel { dc: dc.clone(), low: low_rx };
+    let channel = RtcChannel {
+        dc: dc.clone(),
+        low: low_rx,
+    };
     let open_state = Rc::new(RefCell::new(Some((channel, frames_rx))));
     let (open_events, open_peer) = (events.clone(), peer.clone());
     let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
         if let Some((channel, frames)) = open_state.borrow_mut().take() {
-            post(&open_events, RtcEvent::ChannelOpen { peer: open_peer.clone(), kind, channel, frames });
+            post(
+                &open_events,
+                RtcEvent::ChannelOpen {
+                    peer: open_peer.clone(),
+                    kind,
+                    channel,
+                    frames,
+                },
+            );
         }
     });
     let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-        post(&events, RtcEvent::Closed { peer: peer.clone(), reason: None });
+        post(
+            &events,
+            RtcEvent::Closed {
+                peer: peer.clone(),
+                reason: None,
+            },
+        );
     });
     dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
@@ -253,7 +339,9 @@ fn wire_channel(
     dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
     let mut callbacks = callbacks.borrow_mut();
     callbacks.channels.push(dc);
-    callbacks.closures.push(Box::new((on_message, on_low, on_open, on_close)));
+    callbacks
+        .closures
+        .push(Box::new((on_message, on_low, on_open, on_close)));
 }
 
 /// Sending half of an open data channel.
@@ -276,10 +364,14 @@ impl RtcChannel {
 
     /// Waits until `bufferedAmount` is at most `bytes` or the channel is no longer open.
     pub(crate) async fn wait_buffered_amount_low(&self, bytes: usize) {
-        self.dc.set_buffered_amount_low_threshold(u32::try_from(bytes).unwrap_or(u32::MAX));
-        while self.dc.buffered_amount() as usize > bytes && self.dc.ready_state() == RtcDataChannelState::Open {
+        self.dc
+            .set_buffered_amount_low_threshold(u32::try_from(bytes).unwrap_or(u32::MAX));
+        while self.dc.buffered_amount() as usize > bytes
+            && self.dc.ready_state() == RtcDataChannelState::Open
+        {
             // The event is the fast path; the timer only guards against a missed event.
-            let woke = futures::future::select(Box::pin(self.low.recv()), Box::pin(super::sleep_ms(50)));
+            let woke =
+                futures::future::select(Box::pin(self.low.recv()), Box::pin(super::sleep_ms(50)));
             woke.await;
         }
     }

@@ -16,8 +16,14 @@ const QUEUE: usize = 1024;
 /// Errors: [`Error::Signaling`] when the socket cannot be opened.
 pub(crate) async fn connect_signaling(
     url: &str,
-) -> Result<(async_channel::Sender<String>, async_channel::Receiver<String>)> {
-    let signaling_error = |reason: String| Error::Signaling { url: url.to_owned(), reason };
+) -> Result<(
+    async_channel::Sender<String>,
+    async_channel::Receiver<String>,
+)> {
+    let signaling_error = |reason: String| Error::Signaling {
+        url: url.to_owned(),
+        reason,
+    };
     let ws = WebSocket::new(url).map_err(|e| signaling_error(js_text(&e)))?;
     let (in_tx, in_rx) = async_channel::bounded::<String>(QUEUE);
 
@@ -32,7 +38,9 @@ pub(crate) async fn connect_signaling(
     let settle_open = std::rc::Rc::clone(&settle);
     let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| settle_open(Ok(())));
     let settle_error = std::rc::Rc::clone(&settle);
-    let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| settle_error(Err("WebSocket error".into())));
+    let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        settle_error(Err("WebSocket error".into()))
+    });
 
     let message_tx = in_tx.clone();
     let message_ws = ws.clone();
@@ -54,7 +62,9 @@ pub(crate) async fn connect_signaling(
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
 
-    let outcome = opened.await.unwrap_or_else(|_| Err("WebSocket dropped".into()));
+    let outcome = opened
+        .await
+        .unwrap_or_else(|_| Err("WebSocket dropped".into()));
     if let Err(reason) = outcome {
         ws.set_onopen(None);
         ws.set_onerror(None);

@@ -18,11 +18,18 @@ use futures::channel::oneshot;
 /// writer sees the peer's control frames in the order they arrived.
 pub(crate) enum WriteCmd {
     /// An application message; `done` answers once its last frame is handed to the channel.
-    Data { data: Bytes, text: bool, done: oneshot::Sender<Result<()>> },
+    Data {
+        data: Bytes,
+        text: bool,
+        done: oneshot::Sender<Result<()>>,
+    },
     /// A control frame to send now (PONG, RESET), between data frames.
     Control(Control),
     /// Our application closes: FIN once everything queued is sent, then the handshake.
-    Close { done: oneshot::Sender<Result<()>>, timeout_ms: u64 },
+    Close {
+        done: oneshot::Sender<Result<()>>,
+        timeout_ms: u64,
+    },
     /// The reader saw the peer's FIN: the peer sends nothing more and has our data up to it.
     RemoteFin,
     /// The reader saw the peer's FIN_ACK: the peer has read everything up to our FIN.
@@ -59,7 +66,8 @@ impl LinkHandle {
             .send(WriteCmd::Data { data, text, done })
             .await
             .map_err(|_| Error::PeerNotConnected(peer.clone()))?;
-        wait.await.map_err(|_| Error::PeerNotConnected(peer.clone()))?
+        wait.await
+            .map_err(|_| Error::PeerNotConnected(peer.clone()))?
     }
 
     /// Delivers everything queued, exchanges FIN / FIN_ACK both ways, then closes the channel.
@@ -69,7 +77,8 @@ impl LinkHandle {
             .send(WriteCmd::Close { done, timeout_ms })
             .await
             .map_err(|_| Error::PeerNotConnected(peer.clone()))?;
-        wait.await.map_err(|_| Error::PeerNotConnected(peer.clone()))?
+        wait.await
+            .map_err(|_| Error::PeerNotConnected(peer.clone()))?
     }
 }
 
@@ -90,9 +99,20 @@ pub(crate) fn start(
 ) -> LinkHandle {
     let (writer_tx, writer_rx) = async_channel::bounded(settings.send_queue_messages.max(1));
     let encoder = FrameEncoder::new(settings.limits);
-    let writer = writer::Writer::new(peer.clone(), channel, encoder, settings, sinks.events.clone());
+    let writer = writer::Writer::new(
+        peer.clone(),
+        channel,
+        encoder,
+        settings,
+        sinks.events.clone(),
+    );
     backend::spawn(writer.run(writer_rx));
-    let reader = reader::Reader::new(peer, FrameDecoder::new(settings.limits), writer_tx.clone(), sinks);
+    let reader = reader::Reader::new(
+        peer,
+        FrameDecoder::new(settings.limits),
+        writer_tx.clone(),
+        sinks,
+    );
     backend::spawn(reader.run(frames));
     LinkHandle { writer: writer_tx }
 }

@@ -15,8 +15,18 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub(super) fn new(peer: PeerId, decoder: FrameDecoder, writer: async_channel::Sender<WriteCmd>, sinks: Sinks) -> Self {
-        Reader { peer, decoder, writer, sinks }
+    pub(super) fn new(
+        peer: PeerId,
+        decoder: FrameDecoder,
+        writer: async_channel::Sender<WriteCmd>,
+        sinks: Sinks,
+    ) -> Self {
+        Reader {
+            peer,
+            decoder,
+            writer,
+            sinks,
+        }
     }
 
     pub(super) async fn run(mut self, frames: async_channel::Receiver<Bytes>) {
@@ -24,7 +34,11 @@ impl Reader {
             match self.decoder.decode(&frame) {
                 Ok(None) => {}
                 Ok(Some(Delivery::Message { data, text })) => {
-                    let message = Message { from: self.peer.clone(), data, text };
+                    let message = Message {
+                        from: self.peer.clone(),
+                        data,
+                        text,
+                    };
                     // Awaiting here is the receive-side backpressure: the backend stops reading
                     // from the data channel while the application is behind.
                     if self.sinks.messages.send(message).await.is_err() {
@@ -37,7 +51,10 @@ impl Reader {
                     let _ = self.sinks.events.force_send(Event::Error(Error::Codec(e)));
                     // Tell the sender which message we dropped so its `send` fails too.
                     if let Some(msg_id) = self.decoder.take_dropped() {
-                        let _ = self.writer.send(WriteCmd::Control(Control::Reset(msg_id))).await;
+                        let _ = self
+                            .writer
+                            .send(WriteCmd::Control(Control::Reset(msg_id)))
+                            .await;
                     }
                 }
             }

@@ -62,7 +62,15 @@ impl Writer {
         settings: LinkSettings,
         events: async_channel::Sender<Event>,
     ) -> Self {
-        Writer { peer, channel, encoder, queue: OutboundQueue::new(), settings, events, closing: Closing::default() }
+        Writer {
+            peer,
+            channel,
+            encoder,
+            queue: OutboundQueue::new(),
+            settings,
+            events,
+            closing: Closing::default(),
+        }
     }
 
     /// Serves commands and sends frames until the close handshake completes, the channel
@@ -134,7 +142,13 @@ impl Writer {
                 let _ = done.send(Err(Error::PeerNotConnected(self.peer.clone())));
             }
             WriteCmd::Data { data, text, done } => {
-                let pushed = self.queue.push_tagged(&mut self.encoder, data, text, self.settings.max_frame_size, done);
+                let pushed = self.queue.push_tagged(
+                    &mut self.encoder,
+                    data,
+                    text,
+                    self.settings.max_frame_size,
+                    done,
+                );
                 if let Err((error, done)) = pushed {
                     let _ = done.send(Err(Error::Codec(error)));
                 }
@@ -143,7 +157,9 @@ impl Writer {
             WriteCmd::Close { done, timeout_ms } => {
                 self.closing.waiters.push(done);
                 self.closing.requested = true;
-                self.closing.deadline.get_or_insert((backend::now_ms().saturating_add(timeout_ms), timeout_ms));
+                self.closing
+                    .deadline
+                    .get_or_insert((backend::now_ms().saturating_add(timeout_ms), timeout_ms));
             }
             WriteCmd::RemoteFin => {
                 // FIN_ACK now: the reader has passed on everything the peer sent before FIN.
@@ -153,7 +169,9 @@ impl Writer {
             }
             WriteCmd::FinAck => self.closing.fin_acked = true,
             WriteCmd::RemoteReset(msg_id) => {
-                let error = Error::MessageRefused { peer: self.peer.clone() };
+                let error = Error::MessageRefused {
+                    peer: self.peer.clone(),
+                };
                 match self.queue.abort(msg_id) {
                     Some(done) => {
                         let _ = done.send(Err(error));
@@ -168,9 +186,13 @@ impl Writer {
 
     /// Sends the next interleaved data frame, if any, after waiting for buffer room.
     async fn send_next_frame(&mut self) -> Result<()> {
-        let Some(popped) = self.queue.pop(&mut self.encoder) else { return Ok(()) };
+        let Some(popped) = self.queue.pop(&mut self.encoder) else {
+            return Ok(());
+        };
         if self.channel.buffered_amount().await > self.settings.high_water_bytes {
-            self.channel.wait_buffered_amount_low(self.settings.low_water_bytes).await;
+            self.channel
+                .wait_buffered_amount_low(self.settings.low_water_bytes)
+                .await;
         }
         match self.channel.send(popped.frame).await {
             Ok(()) => {
@@ -180,7 +202,10 @@ impl Writer {
                 Ok(())
             }
             Err(reason) => {
-                let error = Error::Rtc { peer: self.peer.clone(), reason };
+                let error = Error::Rtc {
+                    peer: self.peer.clone(),
+                    reason,
+                };
                 for done in popped.finished.into_iter().chain(self.queue.drain()) {
                     let _ = done.send(Err(error.clone()));
                 }
