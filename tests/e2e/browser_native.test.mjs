@@ -45,6 +45,10 @@ test("browser tab and native node exchange 1000 messages each way, in order", as
     const candidates = await page.evaluate(() => window.localCandidates);
     assert.ok(candidates.some((c) => / [0-9a-f-]{36}\.local /.test(c)), `no .local candidate in ${candidates}`);
     assert.ok(!candidates.some((c) => c.includes("198.18.0.1")), `raw address leaked: ${candidates}`);
+    // Chromium learned the native side's real receive limit from our SDP (webrtc-rs reads at
+    // most 65 535 bytes per message), so it can never send a message that would kill the channel.
+    const limits = await page.evaluate(() => window.peerConnections.map((pc) => pc.sctp?.maxMessageSize));
+    assert.deepEqual(limits, [65535]);
 
     node.endInput();
     const { code } = await node.exited;

@@ -81,10 +81,12 @@ export async function openChat(browser, http, room) {
   // Record the page's local ICE candidates, to check what Chromium really offered.
   await page.addInitScript(() => {
     window.localCandidates = [];
+    window.peerConnections = [];
     const Native = window.RTCPeerConnection;
     window.RTCPeerConnection = class extends Native {
       constructor(...args) {
         super(...args);
+        window.peerConnections.push(this);
         this.addEventListener("icecandidate", (e) => e.candidate && window.localCandidates.push(e.candidate.candidate));
       }
     };

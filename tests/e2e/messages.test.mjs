@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { startBridge, launchChromium, openChat, waitFor, nativeDemo, repoRoot } from "./harness.mjs";
+import { startBridge, startJoin, launchChromium, openChat, waitFor, nativeDemo, repoRoot } from "./harness.mjs";
 
 let bridge;
 let browser;
@@ -89,6 +89,30 @@ test("unreliable channel (unordered, maxRetransmits 0) between browser and nativ
     assert.match(echo.stderr, /using the offerer's channel kind|echoing/);
   } finally {
     echo.stop();
+    await page.close();
+  }
+});
+
+test("browser close() right after a 10 MiB burst still delivers the last message", async () => {
+  const node = startJoin(bridge.ws, "burst-close", ["--wait-peers", "1"]);
+  const page = await openChat(browser, bridge.http, "burst-close-ui");
+  try {
+    const count = 160; // 160 x 64 KiB text = 10 MiB
+    await page.evaluate(async ({ signal, count }) => {
+      const { Transport } = await import("miaou-transport");
+      const t = await Transport.connect({ signal, room: "burst-close" });
+      const peer = await new Promise((resolve) => t.onPeer((e) => e.type === "connected" && resolve(e.peerId)));
+      const filler = "z".repeat(64 * 1024 - 16);
+      for (let i = 0; i < count; i++) await t.send(peer, `${i} ${filler}`);
+      await t.close(); // right after the last send
+    }, { signal: bridge.ws, count });
+    await waitFor(() => node.lines.length >= count, "every message at the native side", 60_000);
+    const numbers = node.lines.map((l) => Number(l.split(" ")[1]));
+    assert.deepEqual(numbers, Array.from({ length: count }, (_, i) => i));
+    assert.ok(node.lines.every((l) => l.length > 64 * 1024 - 16));
+  } finally {
+    node.endInput();
+    node.kill();
     await page.close();
   }
 });
