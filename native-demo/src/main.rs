@@ -2,6 +2,7 @@
 //! only the data a command promises (received chat lines, received files' SHA-256), so scripts
 //! and tests can read it.
 
+mod bench;
 mod echo;
 mod file_protocol;
 mod join;
@@ -31,6 +32,8 @@ enum Command {
     Receive(receive::ReceiveArgs),
     /// Send every message back to its sender (interop tests, round-trip measurements).
     Echo(echo::EchoArgs),
+    /// Measure one native pair (throughput, message rate, RTT, open time, RSS, CPU).
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -46,6 +49,7 @@ async fn main() -> std::process::ExitCode {
         Command::Send(args) => with_peak_rss(send::run(args).await),
         Command::Receive(args) => with_peak_rss(receive::run(args).await),
         Command::Echo(args) => echo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
