@@ -78,6 +78,18 @@ pub const DEFAULT_SEND_QUEUE_MESSAGES: usize = 64;
 /// read (native) or is reset with `Error::ReceiveOverflow` (browser, which cannot pause it).
 pub const DEFAULT_RECEIVE_QUEUE_FRAMES: usize = 1024;
 
+/// Default number of reconnection attempts after a peer connection fails.
+pub const DEFAULT_RECONNECT_ATTEMPTS: u32 = 6;
+
+/// Default first reconnection delay, ms (doubled per attempt, at most 8 s).
+pub const DEFAULT_RECONNECT_BACKOFF_MS: u64 = 250;
+
+/// Default time without ICE traffic before a native connection counts as disconnected, ms.
+pub const DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS: u64 = 5_000;
+
+/// Default time without ICE traffic before a native connection fails, ms.
+pub const DEFAULT_ICE_FAILED_TIMEOUT_MS: u64 = 25_000;
+
 /// Default time `Transport::close` waits for peers to acknowledge delivery, ms.
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 10_000;
 
@@ -117,6 +129,17 @@ pub struct TransportConfig {
     pub send_low_water_bytes: usize,
     /// How long `connect` waits for the bridge's welcome, ms.
     pub connect_timeout_ms: u64,
+    /// Reconnection attempts after a peer connection fails while the peer is still in the
+    /// room (default 6; 0 disables). The pair's offerer re-offers; see `reconnect_backoff_ms`.
+    pub reconnect_attempts: u32,
+    /// First reconnection delay, ms (default 250), doubled per attempt up to 8 s.
+    pub reconnect_backoff_ms: u64,
+    /// Native only: time without ICE traffic before the connection is "disconnected", ms
+    /// (default 5 000). Browsers use their own timers.
+    pub ice_disconnected_timeout_ms: u64,
+    /// Native only: time without ICE traffic before the connection fails and reconnection
+    /// starts, ms (default 25 000).
+    pub ice_failed_timeout_ms: u64,
     /// How long `close` waits for peers to acknowledge everything sent, ms.
     pub close_timeout_ms: u64,
 }
@@ -152,6 +175,10 @@ impl TransportConfig {
                 send_high_water_bytes: DEFAULT_SEND_HIGH_WATER_BYTES,
                 send_low_water_bytes: DEFAULT_SEND_LOW_WATER_BYTES,
                 connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+                reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
+                reconnect_backoff_ms: DEFAULT_RECONNECT_BACKOFF_MS,
+                ice_disconnected_timeout_ms: DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS,
+                ice_failed_timeout_ms: DEFAULT_ICE_FAILED_TIMEOUT_MS,
                 close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
             },
             reassembly_set: false,
@@ -278,6 +305,22 @@ impl TransportConfigBuilder {
     pub fn send_buffer_watermarks(mut self, low: usize, high: usize) -> Self {
         self.config.send_low_water_bytes = low;
         self.config.send_high_water_bytes = high;
+        self
+    }
+
+    /// Reconnection after a failed peer connection: `attempts` tries, the first after
+    /// `backoff_ms` (doubled each time, at most 8 s). `attempts` 0 disables it.
+    pub fn reconnect(mut self, attempts: u32, backoff_ms: u64) -> Self {
+        self.config.reconnect_attempts = attempts;
+        self.config.reconnect_backoff_ms = backoff_ms;
+        self
+    }
+
+    /// Native only: ICE consent timers, ms — "disconnected" after `disconnected_ms` without
+    /// traffic, failed (and reconnecting) after `failed_ms`.
+    pub fn ice_timeouts_ms(mut self, disconnected_ms: u64, failed_ms: u64) -> Self {
+        self.config.ice_disconnected_timeout_ms = disconnected_ms;
+        self.config.ice_failed_timeout_ms = failed_ms;
         self
     }
 

@@ -28,6 +28,12 @@ pub struct JoinArgs {
     /// Use an unordered channel with maxRetransmits 0 instead of ordered + reliable.
     #[arg(long)]
     unreliable: bool,
+    /// ICE: milliseconds without traffic before a peer counts as disconnected.
+    #[arg(long, default_value_t = miaou_transport::DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS)]
+    ice_disconnected_ms: u64,
+    /// ICE: milliseconds without traffic before the connection fails and reconnection starts.
+    #[arg(long, default_value_t = miaou_transport::DEFAULT_ICE_FAILED_TIMEOUT_MS)]
+    ice_failed_ms: u64,
 }
 
 pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
@@ -38,6 +44,7 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     };
     let config = TransportConfig::builder(&args.signal, &args.room)
         .channel(kind)
+        .ice_timeouts_ms(args.ice_disconnected_ms, args.ice_failed_ms)
         .build()?;
     let started = Instant::now();
     let transport = Arc::new(

@@ -226,3 +226,73 @@ fn bad_room_name_is_rejected_before_connecting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("room name is empty"), "{stderr}");
 }
+
+/// Sends `line` to `stdin` every 200 ms until `proc` prints a line ending with it.
+fn send_until_heard(stdin: &mut std::process::ChildStdin, line: &str, proc: &Proc) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while Instant::now() < deadline {
+        writeln!(stdin, "{line}").expect("write");
+        if let Ok(got) = proc.lines.recv_timeout(Duration::from_millis(200)) {
+            if got.ends_with(&format!(" {line}")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn a_failed_connection_is_re_established_while_both_stay_in_the_room() {
+    let (_bridge, ws) = bridge();
+    // Short ICE timers so the failure shows within seconds.
+    let fast = ["--ice-disconnected-ms", "800", "--ice-failed-ms", "1600"];
+    let join = |extra: &[&str]| {
+        let mut args = vec![
+            "join",
+            "--signal",
+            ws.as_str(),
+            "--room",
+            "reconnect",
+            "--wait-peers",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        spawn(&args)
+    };
+    let mut a = join(&fast);
+    let mut b = join(&fast);
+    let mut stdin_a = a.child.stdin.take().expect("stdin");
+    let mut stdin_b = b.child.stdin.take().expect("stdin");
+    assert!(
+        send_until_heard(&mut stdin_a, "before", &b),
+        "first connection works"
+    );
+
+    // Freeze a: its WebSocket stays up (the bridge keeps it in the room) but ICE consent
+    // checks stop, so b's connection fails; b (the offerer) retries with backoff.
+    let pid = a.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    thread::sleep(Duration::from_secs(5));
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    assert!(
+        send_until_heard(&mut stdin_b, "after b->a", &a),
+        "b reaches a again"
+    );
+    assert!(
+        send_until_heard(&mut stdin_a, "after a->b", &b),
+        "a reaches b again"
+    );
+    drop(stdin_a);
+    drop(stdin_b);
+    assert!(wait_exit(&mut a, Duration::from_secs(30)).success());
+    assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
+}

@@ -3,8 +3,9 @@
 use crate::config::{ChannelKind, TransportConfig};
 use crate::error::{Error, Result};
 use crate::sdp;
+use crate::session::ConnId;
 use crate::session::RtcEvent;
-use crate::signaling::protocol::{PeerId, Signal};
+use crate::signaling::protocol::Signal;
 use bytes::Bytes;
 use std::sync::Arc;
 use webrtc::api::setting_engine::SettingEngine;
@@ -27,7 +28,7 @@ const RECEIVE_LIMIT_BYTES: usize = 65_535;
 /// A peer connection to one remote peer.
 pub(crate) struct RtcPeer {
     pc: Arc<RTCPeerConnection>,
-    peer: PeerId,
+    peer: ConnId,
     kind: ChannelKind,
     /// Received frames buffered per channel (`receive_queue_frames`).
     frame_queue: usize,
@@ -39,7 +40,7 @@ impl RtcPeer {
     /// webrtc-rs's mDNS client (query only: we never publish our own `.local` names).
     pub(crate) async fn new(
         config: &TransportConfig,
-        peer: PeerId,
+        peer: ConnId,
         events: async_channel::Sender<RtcEvent>,
     ) -> Result<Self> {
         let mut settings = SettingEngine::default();
@@ -48,6 +49,15 @@ impl RtcPeer {
         // before its trickled candidate arrived (always so for a browser's `.local` names):
         // as direct as a host pair, so do not hold nomination back the default 1 s for it.
         settings.set_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
+        let ms = std::time::Duration::from_millis;
+        settings.set_ice_timeouts(
+            Some(ms(config.ice_disconnected_timeout_ms)),
+            Some(ms(config.ice_failed_timeout_ms)),
+            // Keepalives must come well within the disconnected timeout (default 2 s).
+            Some(ms(
+                (config.ice_disconnected_timeout_ms / 3).clamp(100, 2_000)
+            )),
+        );
         let api = APIBuilder::new().with_setting_engine(settings).build();
         let ice_servers = config
             .ice_servers
@@ -223,7 +233,7 @@ impl RtcPeer {
 /// slow reader slows webrtc-rs's SCTP reads instead of growing memory), open and close as events.
 async fn wire_channel(
     dc: Arc<RTCDataChannel>,
-    peer: PeerId,
+    peer: ConnId,
     kind: ChannelKind,
     events: async_channel::Sender<RtcEvent>,
     frame_queue: usize,
@@ -314,9 +324,9 @@ impl RtcChannel {
     }
 }
 
-fn rtc_error(peer: &PeerId, e: webrtc::Error) -> Error {
+fn rtc_error(conn: &ConnId, e: webrtc::Error) -> Error {
     Error::Rtc {
-        peer: peer.clone(),
+        peer: conn.peer.clone(),
         reason: e.to_string(),
     }
 }

@@ -4,7 +4,7 @@
 //! that offer is, without any extra queueing.
 
 use super::link::{self, LinkHandle, Sinks};
-use super::RtcEvent;
+use super::{ConnId, RtcEvent};
 use crate::backend::RtcPeer;
 use crate::config::TransportConfig;
 use crate::error::Error;
@@ -29,9 +29,29 @@ pub(crate) enum Command {
 struct PeerState {
     role: Role,
     rtc: Option<RtcPeer>,
+    /// Generation of `rtc`: events from older connection attempts are ignored.
+    generation: u64,
     /// Remote `a=max-message-size`, bytes; known once its SDP arrived.
     remote_max_message_size: usize,
     connected: bool,
+    /// A failure of the current generation was already reported.
+    failure_reported: bool,
+    /// Reconnection attempts since the channel was last open.
+    attempts: u32,
+}
+
+impl PeerState {
+    fn new(role: Role) -> Self {
+        PeerState {
+            role,
+            rtc: None,
+            generation: 0,
+            remote_max_message_size: sdp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE,
+            connected: false,
+            failure_reported: false,
+            attempts: 0,
+        }
+    }
 }
 
 pub(crate) struct Driver {
@@ -41,12 +61,29 @@ pub(crate) struct Driver {
     pub(crate) links: LinkTable,
     pub(crate) sinks: Sinks,
     peers: HashMap<PeerId, PeerState>,
+    next_generation: u64,
+    /// Timers fire into this: (what, peer, generation it was set for).
+    timer_tx: async_channel::Sender<(Timer, PeerId, u64)>,
+    timer_rx: async_channel::Receiver<(Timer, PeerId, u64)>,
+}
+
+/// How long an offered connection may take to open before it counts as failed, ms.
+const OPEN_DEADLINE_MS: u64 = 15_000;
+
+/// Timers the driver sets on a (peer, generation).
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    /// Reconnect now.
+    Retry,
+    /// Check that the connection opened.
+    OpenDeadline,
 }
 
 enum Input {
     FromBridge(String),
     BridgeClosed,
     Rtc(RtcEvent),
+    Timer(Timer, PeerId, u64),
     Command(Command),
 }
 
@@ -58,6 +95,8 @@ impl Driver {
         links: LinkTable,
         sinks: Sinks,
     ) -> Self {
+        // At most two timers per connection attempt; a bounded few are ever pending.
+        let (timer_tx, timer_rx) = async_channel::bounded(64);
         Driver {
             config,
             signal_tx,
@@ -65,6 +104,9 @@ impl Driver {
             links,
             sinks,
             peers: HashMap::new(),
+            next_generation: 1,
+            timer_tx,
+            timer_rx,
         }
     }
 
@@ -82,8 +124,14 @@ impl Driver {
         let bridge = from_bridge
             .map(Input::FromBridge)
             .chain(futures::stream::once(async { Input::BridgeClosed }));
-        let others =
-            futures::stream::select(rtc_events.map(Input::Rtc), commands.map(Input::Command));
+        let timers = self
+            .timer_rx
+            .clone()
+            .map(|(timer, peer, generation)| Input::Timer(timer, peer, generation));
+        let others = futures::stream::select(
+            rtc_events.map(Input::Rtc),
+            futures::stream::select(timers, commands.map(Input::Command)),
+        );
         let inputs = futures::stream::select(bridge, others);
         let mut inputs = std::pin::pin!(inputs);
         while let Some(input) = inputs.next().await {
@@ -97,6 +145,10 @@ impl Driver {
                     }));
                 }
                 Input::Rtc(event) => self.on_rtc_event(event).await,
+                Input::Timer(Timer::Retry, peer, generation) => self.retry(peer, generation).await,
+                Input::Timer(Timer::OpenDeadline, peer, generation) => {
+                    self.check_opened(peer, generation).await
+                }
                 Input::Command(Command::Shutdown { done }) => {
                     self.shutdown().await;
                     let _ = done.send(());
@@ -145,15 +197,7 @@ impl Driver {
 
     async fn introduce(&mut self, peer: PeerId, how: Introduction) {
         let role = role_for(how);
-        self.peers.insert(
-            peer.clone(),
-            PeerState {
-                role,
-                rtc: None,
-                remote_max_message_size: sdp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE,
-                connected: false,
-            },
-        );
+        self.peers.insert(peer.clone(), PeerState::new(role));
         self.emit(Event::PeerJoined(peer.clone()));
         if role == Role::Offerer {
             if let Err(e) = self.offer(&peer).await {
@@ -162,15 +206,43 @@ impl Driver {
         }
     }
 
-    async fn new_rtc(&self, peer: &PeerId) -> Result<RtcPeer, Error> {
-        RtcPeer::new(&self.config, peer.clone(), self.rtc_events.clone()).await
+    /// A new connection attempt to `peer`; it replaces (and closes) the previous one.
+    async fn new_rtc(&mut self, peer: &PeerId) -> Result<(), Error> {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let conn = ConnId {
+            peer: peer.clone(),
+            generation,
+        };
+        let rtc = RtcPeer::new(&self.config, conn, self.rtc_events.clone()).await?;
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.generation = generation;
+            state.failure_reported = false;
+            if let Some(old) = state.rtc.replace(rtc) {
+                old.close().await;
+            }
+        }
+        Ok(())
+    }
+
+    fn rtc(&self, peer: &PeerId) -> Result<&RtcPeer, Error> {
+        self.peers
+            .get(peer)
+            .and_then(|s| s.rtc.as_ref())
+            .ok_or_else(|| Error::PeerNotConnected(peer.clone()))
     }
 
     async fn offer(&mut self, peer: &PeerId) -> Result<(), Error> {
-        let rtc = self.new_rtc(peer).await?;
-        let sdp = rtc.create_offer().await?;
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.rtc = Some(rtc);
+        self.new_rtc(peer).await?;
+        let sdp = self.rtc(peer)?.create_offer().await?;
+        // An attempt that never opens (the answer or every ICE check lost) counts as failed.
+        if let Some(state) = self.peers.get(peer) {
+            self.after(
+                OPEN_DEADLINE_MS,
+                peer.clone(),
+                state.generation,
+                Timer::OpenDeadline,
+            );
         }
         let signal = Signal::Description {
             sdp_type: SdpType::Offer,
@@ -229,18 +301,15 @@ impl Driver {
         let remote_max = sdp::max_message_size(&sdp);
         match sdp_type {
             SdpType::Offer => {
-                let rtc = self.new_rtc(from).await?;
-                let answer = rtc.accept_offer(sdp).await?;
-                let state = self.peers.entry(from.clone()).or_insert(PeerState {
-                    role,
-                    rtc: None,
-                    remote_max_message_size: remote_max,
-                    connected: false,
-                });
-                if let Some(old) = state.rtc.replace(rtc) {
-                    old.close().await;
+                // A new offer from a connected peer is its reconnection: start over.
+                self.peers
+                    .entry(from.clone())
+                    .or_insert_with(|| PeerState::new(role));
+                self.new_rtc(from).await?;
+                let answer = self.rtc(from)?.accept_offer(sdp).await?;
+                if let Some(state) = self.peers.get_mut(from) {
+                    state.remote_max_message_size = remote_max;
                 }
-                state.remote_max_message_size = remote_max;
                 let signal = Signal::Description {
                     sdp_type: SdpType::Answer,
                     sdp: answer,
@@ -267,15 +336,21 @@ impl Driver {
     }
 
     async fn on_rtc_event(&mut self, event: RtcEvent) {
+        let conn = event.conn();
+        if self.peers.get(&conn.peer).map(|s| s.generation) != Some(conn.generation) {
+            tracing::debug!(%conn, "event from a replaced connection ignored");
+            return;
+        }
         match event {
             RtcEvent::LocalCandidate { peer, signal } => {
-                if self.peers.contains_key(&peer) {
-                    self.send_to_bridge(ClientMessage::Signal { to: peer, signal })
-                        .await;
-                }
+                self.send_to_bridge(ClientMessage::Signal {
+                    to: peer.peer,
+                    signal,
+                })
+                .await;
             }
             RtcEvent::ChannelOpen {
-                peer,
+                peer: ConnId { peer, .. },
                 kind,
                 channel,
                 frames,
@@ -284,6 +359,7 @@ impl Driver {
                     return;
                 };
                 state.connected = true;
+                state.attempts = 0;
                 if kind != self.config.channel {
                     tracing::info!(%peer, ?kind, "using the offerer's channel kind");
                 }
@@ -295,20 +371,90 @@ impl Driver {
                 lock(&self.links).insert(peer.clone(), handle);
                 self.emit(Event::PeerConnected(peer));
             }
-            RtcEvent::Closed { peer, reason } => {
-                let was_connected = self
-                    .peers
-                    .get_mut(&peer)
-                    .map(|s| std::mem::replace(&mut s.connected, false));
+            RtcEvent::Closed {
+                peer: ConnId { peer, generation },
+                reason,
+            } => {
                 lock(&self.links).remove(&peer);
-                if was_connected == Some(true) || reason.is_some() {
+                let Some(state) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                let was_connected = std::mem::replace(&mut state.connected, false);
+                let new_failure =
+                    reason.is_some() && !std::mem::replace(&mut state.failure_reported, true);
+                if was_connected || new_failure {
                     let reason = reason.map(|reason| Error::Rtc {
                         peer: peer.clone(),
                         reason,
                     });
-                    self.emit(Event::PeerDisconnected { peer, reason });
+                    self.emit(Event::PeerDisconnected {
+                        peer: peer.clone(),
+                        reason,
+                    });
+                }
+                if new_failure {
+                    self.schedule_retry(peer, generation);
                 }
             }
+        }
+    }
+
+    /// After a connection failure with a peer still in the room, the offerer of the pair tries
+    /// again with a fresh connection, backing off: `reconnect_backoff_ms` doubled per attempt
+    /// (at most 8 s), up to `reconnect_attempts` times. The answerer waits for the new offer.
+    fn schedule_retry(&mut self, peer: PeerId, generation: u64) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.role != Role::Offerer || state.attempts >= self.config.reconnect_attempts {
+            return;
+        }
+        let delay_ms = self
+            .config
+            .reconnect_backoff_ms
+            .saturating_mul(1 << state.attempts.min(16))
+            .min(8_000);
+        state.attempts += 1;
+        tracing::info!(%peer, attempt = state.attempts, delay_ms, "reconnecting");
+        self.after(delay_ms, peer, generation, Timer::Retry);
+    }
+
+    /// Fires `timer` for (`peer`, `generation`) in `ms` milliseconds.
+    fn after(&self, ms: u64, peer: PeerId, generation: u64, timer: Timer) {
+        let timer_tx = self.timer_tx.clone();
+        crate::backend::spawn(async move {
+            crate::backend::sleep_ms(ms).await;
+            let _ = timer_tx.send((timer, peer, generation)).await;
+        });
+    }
+
+    /// The open deadline of an attempt passed: if it is still the current one and not open,
+    /// drop it and treat it as a failure.
+    async fn check_opened(&mut self, peer: PeerId, generation: u64) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.generation != generation || state.connected {
+            return;
+        }
+        if let Some(rtc) = state.rtc.take() {
+            rtc.close().await;
+        }
+        let reason = Some(format!("no open data channel after {OPEN_DEADLINE_MS} ms"));
+        let event = RtcEvent::Closed {
+            peer: ConnId { peer, generation },
+            reason,
+        };
+        self.on_rtc_event(event).await;
+    }
+
+    async fn retry(&mut self, peer: PeerId, failed_generation: u64) {
+        let current = self.peers.get(&peer).map(|s| (s.generation, s.connected));
+        if current != Some((failed_generation, false)) {
+            return; // the peer left, or a newer connection exists
+        }
+        if let Err(e) = self.offer(&peer).await {
+            self.fail(peer, e).await;
         }
     }
 

@@ -10,21 +10,48 @@ use crate::config::ChannelKind;
 use crate::signaling::protocol::{PeerId, Signal};
 use bytes::Bytes;
 
+/// One connection attempt to a peer: after a failure the driver reconnects with a new
+/// generation, and events still arriving from the replaced connection are recognised and
+/// ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ConnId {
+    pub(crate) peer: PeerId,
+    pub(crate) generation: u64,
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.peer, self.generation)
+    }
+}
+
 /// What a backend reports about one peer connection to the driver.
 pub(crate) enum RtcEvent {
     /// A local ICE candidate to trickle to the peer.
-    LocalCandidate { peer: PeerId, signal: Signal },
+    /// (Every variant names the connection attempt it comes from.)
+    LocalCandidate { peer: ConnId, signal: Signal },
     /// The data channel opened; `frames` yields every frame received on it, in order. `kind`
     /// is the channel's real kind: the offerer's choice, which the answerer follows.
     ChannelOpen {
-        peer: PeerId,
+        peer: ConnId,
         kind: ChannelKind,
         channel: RtcChannel,
         frames: async_channel::Receiver<Bytes>,
     },
-    /// The data channel or the whole connection closed.
+    /// The data channel or the whole connection closed; `reason` is set for a failure.
     Closed {
-        peer: PeerId,
+        peer: ConnId,
         reason: Option<String>,
     },
+}
+
+impl RtcEvent {
+    /// The connection attempt this event comes from.
+    pub(crate) fn conn(&self) -> &ConnId {
+        match self {
+            RtcEvent::LocalCandidate { peer, .. }
+            | RtcEvent::ChannelOpen { peer, .. }
+            | RtcEvent::Closed { peer, .. } => peer,
+        }
+    }
 }

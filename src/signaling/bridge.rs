@@ -7,8 +7,8 @@
 //!
 //! - one task per WebSocket connection reads frames and feeds them to the shared [`Rooms`]
 //!   (one `std::sync::Mutex`, held only for the synchronous state update);
-//! - each connection has a bounded outbound queue of [`OUTBOUND_QUEUE_LEN`] messages, filled
-//!   without waiting while the lock is held, so a slow client never blocks the others; a client
+//! - each connection has a bounded outbound queue of [`OUTBOUND_QUEUE_LEN`] messages and
+//!   [`OUTBOUND_QUEUE_BYTES`] bytes, filled without waiting while the lock is held, so a slow client never blocks the others; a client
 //!   whose queue is full is disconnected (and its peers told `peer-left`), so memory stays
 //!   bounded;
 //! - queueing everything under the lock keeps the order of events the same for every client:
@@ -16,15 +16,31 @@
 //!
 //! Peer ids are random UUIDs (v4), so an id never reappears even after a bridge restart and a
 //! reconnecting client cannot be mistaken for a stale peer.
+//!
+//! Limits against misbehaving or dead clients, all in [`BridgeConfig`] (see
+//! `docs/signaling.md`, "Limits"):
+//!
+//! - at most [`BridgeConfig::max_connections`] WebSockets at once; past it a new one gets a
+//!   `server-full` error and a close (1013, try again later);
+//! - a per-connection token bucket ([`BridgeConfig::rate_limit`], module
+//!   [`super::rate_limit`]), checked before a message is parsed or the shared lock taken: a
+//!   message over the limit is dropped and answered `rate-limited`; a client far over it is
+//!   closed (1008);
+//! - a connection not welcomed into a room within [`BridgeConfig::join_timeout`] gets a
+//!   `join-timeout` error and a close (1008);
+//! - the bridge pings every [`BridgeConfig::ping_interval`] and drops a connection from which no
+//!   frame at all (pong or other) arrived for [`BridgeConfig::idle_timeout`], so a half-open TCP
+//!   connection does not hold its room slot; the room hears `peer-left`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -39,6 +55,7 @@ use tokio::task::JoinHandle;
 use tower_http::services::ServeDir;
 
 use super::protocol::{ErrorCode, PeerId, ServerMessage, MAX_MESSAGE_BYTES};
+use super::rate_limit::{RateLimit, RateLimiter, Verdict};
 use super::rooms::{ConnId, Outgoing, Rooms, DEFAULT_MAX_PEERS_PER_ROOM};
 
 /// Largest WebSocket message (and frame) the bridge reads, bytes: [`MAX_MESSAGE_BYTES`] plus
@@ -48,9 +65,28 @@ use super::rooms::{ConnId, Outgoing, Rooms, DEFAULT_MAX_PEERS_PER_ROOM};
 pub const WS_MAX_MESSAGE_BYTES: usize = MAX_MESSAGE_BYTES + 16 * 1024;
 
 /// Capacity of each connection's outbound queue, in messages. A client that lets this many
-/// messages pile up is disconnected. Worst case memory per connection is this many
-/// [`MAX_MESSAGE_BYTES`] messages.
-pub const OUTBOUND_QUEUE_LEN: usize = 128;
+/// messages, or [`OUTBOUND_QUEUE_BYTES`] of them, pile up is disconnected. Large enough for the
+/// burst a client receives when a full room joins at once (an offer or answer, about 20
+/// candidates and an end-of-candidates marker from each of up to 63 peers: 1 386 messages).
+pub const OUTBOUND_QUEUE_LEN: usize = 4096;
+
+/// Capacity of each connection's outbound queue, in bytes of JSON text (1 MiB, at least 16
+/// messages of [`MAX_MESSAGE_BYTES`]). A client that lets more pile up is disconnected; this
+/// bounds the memory one connection can hold.
+pub const OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// Default [`BridgeConfig::max_connections`]: 16 384 WebSockets (the benchmark runs 10 000
+/// clients on one bridge).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// Default [`BridgeConfig::join_timeout`]: 10 s.
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default [`BridgeConfig::ping_interval`]: 20 s.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Default [`BridgeConfig::idle_timeout`]: 60 s, three ping intervals.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Longest a single WebSocket write may take before the client is considered dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,9 +100,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// WebSocket close codes (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
-/// Where and what the bridge serves.
+/// Where and what the bridge serves, and its limits. Build it with struct update syntax,
+/// `BridgeConfig { addr, ..BridgeConfig::default() }`, so new limits keep their defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BridgeConfig {
     /// Address to listen on; port 0 picks a free port (see [`Bridge::local_addr`]).
@@ -78,18 +117,53 @@ pub struct BridgeConfig {
     /// `www_dir`.
     pub pkg_dir: Option<PathBuf>,
     /// Largest number of peers in one room; further joins get a `room-full` error. Values
-    /// below 1 count as 1.
+    /// below 1 count as 1. Default [`DEFAULT_MAX_PEERS_PER_ROOM`] (64).
     pub max_peers_per_room: usize,
+    /// Largest number of WebSocket connections open at once on the whole bridge, joined or
+    /// not (a connection counts until its socket is closed). A WebSocket opened past it
+    /// receives one `error` with code `server-full` and is closed with code 1013 (try again
+    /// later). Values below 1 count as 1. Default [`DEFAULT_MAX_CONNECTIONS`] (16 384). Each
+    /// connection is one file descriptor: the process's limit (`ulimit -n`) must be higher.
+    pub max_connections: usize,
+    /// Per-connection limit on the frames a client sends (text, binary and ping frames count;
+    /// pongs and close frames do not), checked before the frame is parsed. A frame over the
+    /// limit is dropped and answered with an `error` with code `rate-limited`; a client far
+    /// over it (more than [`RateLimit::max_dropped`] dropped frames, forgiven at
+    /// [`RateLimit::per_second`]) gets one last `rate-limited` error and is closed with code
+    /// 1008. Default [`RateLimit::default`]: a burst of 2 048 messages, 100 messages/s
+    /// sustained, disconnect after 20 480 dropped.
+    pub rate_limit: RateLimit,
+    /// How long after the WebSocket opened a client has to be welcomed into a room (a valid
+    /// `join`); past it, it gets an `error` with code `join-timeout` and is closed with code
+    /// 1008. `Duration::ZERO` disables the timeout. Default [`DEFAULT_JOIN_TIMEOUT`] (10 s).
+    pub join_timeout: Duration,
+    /// Interval between the WebSocket pings the bridge sends on every connection (clients
+    /// answer them with pongs automatically). `Duration::ZERO` disables pings. Default
+    /// [`DEFAULT_PING_INTERVAL`] (20 s).
+    pub ping_interval: Duration,
+    /// Longest time without any frame from a client (pong, ping, text, binary, close) after
+    /// which the bridge drops its connection without a close frame, as it is presumed dead
+    /// (half-open TCP); its room hears `peer-left`. Keep it a few times `ping_interval`.
+    /// `Duration::ZERO` disables the check. Default [`DEFAULT_IDLE_TIMEOUT`] (60 s).
+    pub idle_timeout: Duration,
 }
 
 impl Default for BridgeConfig {
-    /// `127.0.0.1:8080`, no static files, [`DEFAULT_MAX_PEERS_PER_ROOM`] peers per room.
+    /// `127.0.0.1:8080`, no static files, and every limit at its default:
+    /// [`DEFAULT_MAX_PEERS_PER_ROOM`] peers per room, [`DEFAULT_MAX_CONNECTIONS`] connections,
+    /// [`RateLimit::default`], [`DEFAULT_JOIN_TIMEOUT`], [`DEFAULT_PING_INTERVAL`] and
+    /// [`DEFAULT_IDLE_TIMEOUT`].
     fn default() -> Self {
         BridgeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             www_dir: None,
             pkg_dir: None,
             max_peers_per_room: DEFAULT_MAX_PEERS_PER_ROOM,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            rate_limit: RateLimit::default(),
+            join_timeout: DEFAULT_JOIN_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -111,7 +185,7 @@ pub struct Bridge {
 pub async fn serve(config: BridgeConfig) -> io::Result<Bridge> {
     let listener = TcpListener::bind(config.addr).await?;
     let local_addr = listener.local_addr()?;
-    let hub = Arc::new(Hub::new(config.max_peers_per_room));
+    let hub = Arc::new(Hub::new(&config));
     let router = router(&config, Arc::clone(&hub));
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -122,7 +196,18 @@ pub async fn serve(config: BridgeConfig) -> io::Result<Bridge> {
             })
             .await
     });
-    tracing::info!(addr = %local_addr, "signaling bridge listening");
+    let limits = hub.limits;
+    tracing::info!(
+        addr = %local_addr,
+        max_connections = limits.max_connections,
+        rate_burst = limits.rate_limit.burst,
+        rate_per_second = limits.rate_limit.per_second,
+        rate_max_dropped = limits.rate_limit.max_dropped,
+        join_timeout_ms = millis(limits.join_timeout),
+        ping_interval_ms = millis(limits.ping_interval),
+        idle_timeout_ms = millis(limits.idle_timeout),
+        "signaling bridge listening"
+    );
     Ok(Bridge {
         local_addr,
         hub,
@@ -199,24 +284,140 @@ fn router(config: &BridgeConfig, hub: Arc<Hub>) -> Router {
 }
 
 async fn upgrade(State(hub): State<Arc<Hub>>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(WS_MAX_MESSAGE_BYTES)
+    let ws = ws
+        .max_message_size(WS_MAX_MESSAGE_BYTES)
         .max_frame_size(WS_MAX_MESSAGE_BYTES)
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| run_connection(hub, socket))
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"));
+    // The slot is taken before upgrading; if the upgrade fails the callback, and the slot with
+    // it, is dropped.
+    match Hub::try_reserve(&hub) {
+        Some(slot) => ws.on_upgrade(move |socket| run_connection(hub, slot, socket)),
+        None => ws.on_upgrade(move |socket| refuse_full(hub, socket)),
+    }
+}
+
+/// One of the [`BridgeConfig::max_connections`] connection slots; given back on drop.
+struct Slot(Arc<Hub>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A WebSocket opened past [`BridgeConfig::max_connections`]: one `server-full` error, a close
+/// (1013), and a short wait for the client's close reply so the kernel does not reset the
+/// connection before the client read them. Bounded by [`CLOSE_GRACE`] in all.
+async fn refuse_full(hub: Arc<Hub>, mut socket: WebSocket) {
+    let _live = LiveGuard::new(&hub);
+    let max = hub.limits.max_connections;
+    let text = format!("the bridge has its maximum of {max} connections; try again later");
+    let error = ServerMessage::error(ErrorCode::ServerFull, text).to_json();
+    let refuse = async {
+        socket.send(Message::Text(Utf8Bytes::from(error))).await?;
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: CLOSE_TRY_AGAIN_LATER,
+                reason: Utf8Bytes::from_static("server full"),
+            })))
+            .await?;
+        while let Some(Ok(_)) = socket.next().await {}
+        Ok::<(), axum::Error>(())
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, refuse).await;
 }
 
 /// What a connection's writer sends.
 #[derive(Debug)]
 enum Outbound {
     Text(String),
+    Ping,
     Close { code: u16, reason: &'static str },
+}
+
+/// Sending side of one connection's outbound queue, bounded both in messages
+/// ([`OUTBOUND_QUEUE_LEN`]) and in bytes of queued text ([`OUTBOUND_QUEUE_BYTES`]).
+#[derive(Clone, Debug)]
+struct OutQueue {
+    tx: mpsc::Sender<Outbound>,
+    /// Bytes of text queued and not yet taken by the writer.
+    bytes: Arc<AtomicUsize>,
+}
+
+/// Receiving side of an [`OutQueue`], owned by the connection's writer.
+#[derive(Debug)]
+struct OutReceiver {
+    rx: mpsc::Receiver<Outbound>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// Why an item could not be queued.
+enum PushError {
+    /// Over [`OUTBOUND_QUEUE_LEN`] or [`OUTBOUND_QUEUE_BYTES`]: the client is too slow.
+    Full,
+    /// The writer is gone: the connection is ending.
+    Closed,
+}
+
+impl Outbound {
+    /// Bytes this item counts against [`OUTBOUND_QUEUE_BYTES`].
+    fn queued_bytes(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Ping | Outbound::Close { .. } => 0,
+        }
+    }
+}
+
+fn out_queue() -> (OutQueue, OutReceiver) {
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_LEN);
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (
+        OutQueue {
+            tx,
+            bytes: Arc::clone(&bytes),
+        },
+        OutReceiver { rx, bytes },
+    )
+}
+
+impl OutQueue {
+    /// Queues `item` without waiting.
+    fn try_push(&self, item: Outbound) -> Result<(), PushError> {
+        let len = item.queued_bytes();
+        let reserved = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(len)
+                    .filter(|&total| total <= OUTBOUND_QUEUE_BYTES)
+            });
+        if reserved.is_err() {
+            return Err(PushError::Full);
+        }
+        self.tx.try_send(item).map_err(|e| {
+            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            match e {
+                TrySendError::Full(_) => PushError::Full,
+                TrySendError::Closed(_) => PushError::Closed,
+            }
+        })
+    }
+}
+
+impl OutReceiver {
+    async fn recv(&mut self) -> Option<Outbound> {
+        let item = self.rx.recv().await?;
+        self.bytes.fetch_sub(item.queued_bytes(), Ordering::AcqRel);
+        Some(item)
+    }
 }
 
 /// The hub's side of one connection. Dropping it fires `_kill`, which ends the connection task
 /// at once (used for clients too slow to drain their queue).
 #[derive(Debug)]
 struct ConnHandle {
-    queue: mpsc::Sender<Outbound>,
+    queue: OutQueue,
     _kill: oneshot::Sender<()>,
 }
 
@@ -227,6 +428,33 @@ struct HubState {
     shutting_down: bool,
 }
 
+/// The limits of [`BridgeConfig`] as the connection tasks use them: minimums applied, and
+/// `None` for a disabled (zero) duration.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_connections: usize,
+    rate_limit: RateLimit,
+    join_timeout: Option<Duration>,
+    ping_interval: Option<Duration>,
+    idle_timeout: Option<Duration>,
+}
+
+impl Limits {
+    fn new(config: &BridgeConfig) -> Self {
+        let enabled = |d: Duration| (!d.is_zero()).then_some(d);
+        Limits {
+            max_connections: config.max_connections.max(1),
+            rate_limit: RateLimit {
+                burst: config.rate_limit.burst.max(1),
+                ..config.rate_limit
+            },
+            join_timeout: enabled(config.join_timeout),
+            ping_interval: enabled(config.ping_interval),
+            idle_timeout: enabled(config.idle_timeout),
+        }
+    }
+}
+
 /// State shared by all connection tasks.
 #[derive(Debug)]
 struct Hub {
@@ -234,11 +462,17 @@ struct Hub {
     next_conn: AtomicU64,
     /// Number of running connection tasks, for [`Bridge::shutdown`].
     live: watch::Sender<usize>,
+    limits: Limits,
+    /// Connection slots taken (see [`Slot`]).
+    open: AtomicUsize,
+    /// Whether connections are being refused as `server-full`, so that the log says so once
+    /// per episode rather than once per refused connection.
+    full: AtomicBool,
 }
 
 impl Hub {
-    fn new(max_peers_per_room: usize) -> Self {
-        let rooms = Rooms::with_peer_ids(max_peers_per_room, || {
+    fn new(config: &BridgeConfig) -> Self {
+        let rooms = Rooms::with_peer_ids(config.max_peers_per_room, || {
             PeerId(uuid::Uuid::new_v4().to_string())
         });
         Hub {
@@ -249,6 +483,39 @@ impl Hub {
             }),
             next_conn: AtomicU64::new(1),
             live: watch::Sender::new(0),
+            limits: Limits::new(config),
+            open: AtomicUsize::new(0),
+            full: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes a connection slot, or logs the refusal and returns `None` when all
+    /// [`BridgeConfig::max_connections`] are taken.
+    fn try_reserve(hub: &Arc<Hub>) -> Option<Slot> {
+        let max = hub.limits.max_connections;
+        let taken = hub
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => {
+                if hub.full.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        max_connections = max,
+                        "connection slots free again; accepting connections"
+                    );
+                }
+                Some(Slot(Arc::clone(hub)))
+            }
+            Err(_) => {
+                if !hub.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(max_connections = max, "connection limit reached; refusing new WebSocket connections (server-full)");
+                } else {
+                    tracing::debug!(max_connections = max, "connection refused: server full");
+                }
+                None
+            }
         }
     }
 
@@ -268,12 +535,13 @@ impl Hub {
         true
     }
 
-    fn on_text(&self, conn: ConnId, text: &str) {
+    /// Handles one text frame; returns whether `conn` is now in a room.
+    fn on_text(&self, conn: ConnId, text: &str) -> bool {
         let mut st = self.lock();
         if !st.conns.contains_key(&conn) {
             // Disconnected as too slow; its task is ending. Acting on its input would put a
             // peer nobody can reach back into a room.
-            return;
+            return false;
         }
         let before = member_of(&st.rooms, conn);
         let actions = st.rooms.handle(conn, text);
@@ -283,6 +551,7 @@ impl Hub {
             }
         }
         st.dispatch(actions);
+        st.rooms.member(conn).is_some()
     }
 
     fn on_binary(&self, conn: ConnId) {
@@ -297,20 +566,45 @@ impl Hub {
     /// Answers a message too large to even read with `too-large`, tells the room the peer
     /// left and closes with 1009.
     fn on_oversized(&self, conn: ConnId) {
-        let mut st = self.lock();
         let text =
             format!("message exceeds the {WS_MAX_MESSAGE_BYTES}-byte WebSocket limit; closing");
         tracing::info!(%conn, code = ?ErrorCode::TooLarge, message = %text, "rejected client message");
-        let error = ServerMessage::error(ErrorCode::TooLarge, text).to_json();
-        st.push(conn, Outbound::Text(error));
+        self.close_with_error(
+            conn,
+            ServerMessage::error(ErrorCode::TooLarge, text),
+            (CLOSE_TOO_BIG, "message too big"),
+            "message too big",
+        );
+    }
+
+    /// Queues `error` and a close frame `(code, reason)` for `conn`, and removes it from its
+    /// room at once, telling the others (`reason` is for the log). The connection's reader
+    /// must not hand the hub any more input.
+    fn close_with_error(
+        &self,
+        conn: ConnId,
+        error: ServerMessage,
+        (code, close_reason): (u16, &'static str),
+        reason: &'static str,
+    ) {
+        let mut st = self.lock();
+        st.push(conn, Outbound::Text(error.to_json()));
         st.push(
             conn,
             Outbound::Close {
-                code: CLOSE_TOO_BIG,
-                reason: "message too big",
+                code,
+                reason: close_reason,
             },
         );
-        st.forget(conn, "message too big");
+        st.forget(conn, reason);
+    }
+
+    /// `conn`'s queue was found full outside the lock: disconnect it as too slow.
+    fn on_queue_full(&self, conn: ConnId) {
+        let mut st = self.lock();
+        let mut work = VecDeque::new();
+        st.drop_slow(conn, &mut work);
+        st.push_all(work);
     }
 
     /// The connection task ended: forget it and tell its room.
@@ -360,32 +654,41 @@ impl HubState {
     /// Queues one item for `conn`. A full queue disconnects `conn`; that disconnect's
     /// `peer-left` messages may in turn overflow other queues, hence the work list.
     fn push(&mut self, conn: ConnId, item: Outbound) {
-        let mut work = VecDeque::from([(conn, item)]);
+        self.push_all(VecDeque::from([(conn, item)]));
+    }
+
+    fn push_all(&mut self, mut work: VecDeque<(ConnId, Outbound)>) {
         while let Some((conn, item)) = work.pop_front() {
             let Some(handle) = self.conns.get(&conn) else {
                 // Already gone; its own disconnect has told or will tell its room.
                 continue;
             };
-            match handle.queue.try_send(item) {
+            match handle.queue.try_push(item) {
                 Ok(()) => {}
                 // Its task is ending and will call `on_closed`.
-                Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => {
-                    tracing::warn!(%conn, queued = OUTBOUND_QUEUE_LEN, "client too slow to read its messages; disconnecting");
-                    // Dropping the handle kills the connection task.
-                    self.conns.remove(&conn);
-                    let (peer, room) = member_of(&self.rooms, conn).unzip();
-                    let actions = self.rooms.disconnect(conn);
-                    if let (Some(peer), Some(room)) = (peer, room) {
-                        tracing::info!(%conn, %peer, room, reason = "too slow", "peer left");
-                    }
-                    for action in actions {
-                        if let Outgoing::Send { to, message } = action {
-                            log_message(to, &message);
-                            work.push_back((to, Outbound::Text(message.to_json())));
-                        }
-                    }
-                }
+                Err(PushError::Closed) => {}
+                Err(PushError::Full) => self.drop_slow(conn, &mut work),
+            }
+        }
+    }
+
+    /// Disconnects `conn`, whose queue is full, and adds its room's `peer-left` messages to
+    /// `work`. Nothing if it is already gone.
+    fn drop_slow(&mut self, conn: ConnId, work: &mut VecDeque<(ConnId, Outbound)>) {
+        // Dropping the handle kills the connection task.
+        if self.conns.remove(&conn).is_none() {
+            return;
+        }
+        tracing::warn!(%conn, max_messages = OUTBOUND_QUEUE_LEN, max_bytes = OUTBOUND_QUEUE_BYTES, "client too slow to read its messages; disconnecting");
+        let (peer, room) = member_of(&self.rooms, conn).unzip();
+        let actions = self.rooms.disconnect(conn);
+        if let (Some(peer), Some(room)) = (peer, room) {
+            tracing::info!(%conn, %peer, room, reason = "too slow", "peer left");
+        }
+        for action in actions {
+            if let Outgoing::Send { to, message } = action {
+                log_message(to, &message);
+                work.push_back((to, Outbound::Text(message.to_json())));
             }
         }
     }
@@ -442,32 +745,147 @@ impl Drop for LiveGuard<'_> {
     }
 }
 
-async fn run_connection(hub: Arc<Hub>, socket: WebSocket) {
+async fn run_connection(hub: Arc<Hub>, slot: Slot, socket: WebSocket) {
+    // Declared first so it is given back last, once the connection is fully forgotten.
+    let _slot = slot;
     let _live = LiveGuard::new(&hub);
     let conn = ConnId(hub.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (queue, outbound) = mpsc::channel(OUTBOUND_QUEUE_LEN);
+    let (queue, outbound) = out_queue();
     let (kill, killed) = oneshot::channel();
-    if !hub.register(conn, ConnHandle { queue, _kill: kill }) {
+    let handle = ConnHandle {
+        queue: queue.clone(),
+        _kill: kill,
+    };
+    if !hub.register(conn, handle) {
         return;
     }
     tracing::debug!(%conn, "WebSocket connection opened");
     let (sink, stream) = socket.split();
     let reason = tokio::select! {
-        reason = read_frames(&hub, conn, stream) => reason,
+        reason = read_frames(&hub, conn, stream, &queue) => reason,
         reason = write_frames(sink, outbound) => reason,
+        reason = send_pings(&hub, conn, &queue) => reason,
         _ = killed => "too slow",
     };
     hub.on_closed(conn, reason);
 }
 
+/// Queues `item` for the connection's own writer without taking the hub's lock (rate-limit
+/// replies, pings); a full queue disconnects the client like any other.
+fn send_direct(hub: &Hub, conn: ConnId, queue: &OutQueue, item: Outbound) {
+    if let Err(PushError::Full) = queue.try_push(item) {
+        hub.on_queue_full(conn);
+    }
+}
+
+/// Queues a WebSocket ping every [`BridgeConfig::ping_interval`]; never returns.
+async fn send_pings(hub: &Hub, conn: ConnId, queue: &OutQueue) -> &'static str {
+    let Some(every) = hub.limits.ping_interval else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        send_direct(hub, conn, queue, Outbound::Ping);
+    }
+}
+
+/// Which limit bounds the wait for the client's next frame.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// [`BridgeConfig::join_timeout`], until the client is welcomed.
+    Join,
+    /// [`BridgeConfig::idle_timeout`].
+    Idle,
+}
+
 /// Feeds the client's frames to the hub until the client closes; returns why it stopped.
-async fn read_frames(hub: &Hub, conn: ConnId, mut stream: SplitStream<WebSocket>) -> &'static str {
+///
+/// Every text, binary and ping frame first passes the connection's [`RateLimiter`]. The wait
+/// for a frame is bounded by the idle timeout and, until the client is in a room, by what is
+/// left of the join timeout.
+async fn read_frames(
+    hub: &Hub,
+    conn: ConnId,
+    mut stream: SplitStream<WebSocket>,
+    queue: &OutQueue,
+) -> &'static str {
+    let limits = hub.limits;
+    let opened = Instant::now();
+    let mut limiter = RateLimiter::new(limits.rate_limit, Duration::ZERO);
+    let mut joined = false;
+    let mut over_limit = false;
     let mut end = "connection dropped";
-    while let Some(frame) = stream.next().await {
+    loop {
+        let join_left = match limits.join_timeout {
+            Some(timeout) if !joined => Some(timeout.saturating_sub(opened.elapsed())),
+            _ => None,
+        };
+        let wait = match (join_left, limits.idle_timeout) {
+            // Checked before reading, so a client that keeps sending other frames cannot
+            // postpone its deadline.
+            (Some(left), _) if left.is_zero() => return join_timed_out(hub, conn, stream).await,
+            (Some(left), Some(idle)) if left < idle => Some((left, Deadline::Join)),
+            (_, Some(idle)) => Some((idle, Deadline::Idle)),
+            (Some(left), None) => Some((left, Deadline::Join)),
+            (None, None) => None,
+        };
+        let next = match wait {
+            None => stream.next().await,
+            Some((wait, deadline)) => match tokio::time::timeout(wait, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => match deadline {
+                    Deadline::Join => return join_timed_out(hub, conn, stream).await,
+                    Deadline::Idle => {
+                        tracing::info!(%conn, idle_ms = millis(Some(wait)), "no frame from the client within the idle timeout (no pong); dropping the connection");
+                        return "keepalive timeout";
+                    }
+                },
+            },
+        };
+        let Some(frame) = next else {
+            return end;
+        };
+        if matches!(
+            frame,
+            Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_))
+        ) {
+            let limit = limiter.limit();
+            match limiter.check(opened.elapsed()) {
+                Verdict::Allow => over_limit = false,
+                Verdict::Drop => {
+                    if !over_limit {
+                        over_limit = true;
+                        tracing::info!(%conn, burst = limit.burst, per_second = limit.per_second, dropped = limiter.dropped(), "client over its message rate limit; dropping its messages");
+                    }
+                    let text = format!(
+                        "over the limit of {} messages/s (burst {}); message dropped",
+                        limit.per_second, limit.burst
+                    );
+                    let error = ServerMessage::error(ErrorCode::RateLimited, text).to_json();
+                    send_direct(hub, conn, queue, Outbound::Text(error));
+                    continue;
+                }
+                Verdict::Disconnect => {
+                    tracing::warn!(%conn, burst = limit.burst, per_second = limit.per_second, dropped = limiter.dropped(), "client far over its message rate limit; disconnecting");
+                    let text = format!(
+                        "over the limit of {} messages/s (burst {}) for too long; closing",
+                        limit.per_second, limit.burst
+                    );
+                    hub.close_with_error(
+                        conn,
+                        ServerMessage::error(ErrorCode::RateLimited, text),
+                        (CLOSE_POLICY, "rate limit exceeded"),
+                        "rate limited",
+                    );
+                    return discard_until_closed(stream).await;
+                }
+            }
+        }
         match frame {
-            Ok(Message::Text(text)) => hub.on_text(conn, text.as_str()),
+            Ok(Message::Text(text)) => joined |= hub.on_text(conn, text.as_str()),
             Ok(Message::Binary(_)) => hub.on_binary(conn),
-            // Pongs to pings are sent by the WebSocket layer itself.
+            // Pongs to pings are sent by the WebSocket layer itself; receiving anything,
+            // including the pongs to our pings, is what keeps the connection alive.
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
             // Keep polling: the WebSocket layer sends the close reply on the next read and then
             // ends the stream, so the client sees a clean close (not 1006).
@@ -484,7 +902,33 @@ async fn read_frames(hub: &Hub, conn: ConnId, mut stream: SplitStream<WebSocket>
             }
         }
     }
-    end
+}
+
+/// The client was not welcomed into a room within the join timeout: `join-timeout`, close 1008.
+async fn join_timed_out(hub: &Hub, conn: ConnId, stream: SplitStream<WebSocket>) -> &'static str {
+    let timeout_ms = millis(hub.limits.join_timeout);
+    tracing::info!(%conn, timeout_ms, "no valid join within the join timeout; closing");
+    let text = format!("no valid join within {timeout_ms} ms; closing");
+    hub.close_with_error(
+        conn,
+        ServerMessage::error(ErrorCode::JoinTimeout, text),
+        (CLOSE_POLICY, "join timeout"),
+        "join timeout",
+    );
+    discard_until_closed(stream).await
+}
+
+/// After the bridge queued a close frame: reads and ignores the client's frames until it
+/// answers the close or the connection fails (the writer ends the connection after
+/// [`CLOSE_GRACE`] anyway). Nothing read here reaches the hub.
+async fn discard_until_closed(mut stream: SplitStream<WebSocket>) -> &'static str {
+    while let Some(Ok(_)) = stream.next().await {}
+    "closed by bridge"
+}
+
+/// `d` in whole milliseconds for the logs; 0 for a disabled limit.
+fn millis(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn is_capacity_error(e: &axum::Error) -> bool {
@@ -502,11 +946,12 @@ fn is_capacity_error(e: &axum::Error) -> bool {
 /// stops reading; returns why it stopped.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut outbound: OutReceiver,
 ) -> &'static str {
     while let Some(item) = outbound.recv().await {
         let (message, closing) = match item {
             Outbound::Text(text) => (Message::Text(Utf8Bytes::from(text)), false),
+            Outbound::Ping => (Message::Ping(Bytes::new()), false),
             Outbound::Close { code, reason } => (
                 Message::Close(Some(CloseFrame {
                     code,

@@ -3,6 +3,7 @@
 
 pub mod negotiation;
 pub mod protocol;
+pub mod rate_limit;
 pub mod rooms;
 
 #[cfg(all(feature = "bridge", not(target_arch = "wasm32")))]

@@ -188,6 +188,16 @@ pub enum ErrorCode {
     BinaryFrame,
     /// The room has reached the bridge's per-room peer limit.
     RoomFull,
+    /// The client sent more messages than the bridge's per-connection rate limit allows; the
+    /// message was dropped. Far over the limit, the bridge then closes the connection
+    /// (code 1008).
+    RateLimited,
+    /// The bridge has its maximum number of connections; it closes this one (code 1013, try
+    /// again later) right after this error.
+    ServerFull,
+    /// No valid `join` arrived within the bridge's join timeout; it closes the connection
+    /// (code 1008) right after this error.
+    JoinTimeout,
     /// A code this version does not know (sent by a newer bridge); kept so that an old client
     /// still reports the error instead of failing to parse it.
     #[serde(other)]
@@ -430,9 +440,17 @@ mod tests {
             (ErrorCode::UnknownPeer, "unknown-peer"),
             (ErrorCode::BinaryFrame, "binary-frame"),
             (ErrorCode::RoomFull, "room-full"),
+            (ErrorCode::RateLimited, "rate-limited"),
+            (ErrorCode::ServerFull, "server-full"),
+            (ErrorCode::JoinTimeout, "join-timeout"),
         ];
         for (code, name) in codes {
             assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{name}\""));
+            let json = format!(r#"{{"type":"error","code":"{name}","message":"m"}}"#);
+            assert_eq!(
+                ServerMessage::parse(&json).unwrap(),
+                ServerMessage::error(code, "m")
+            );
         }
     }
 
@@ -458,9 +476,10 @@ mod tests {
 
     #[test]
     fn unknown_error_codes_from_newer_bridges_still_parse() {
-        let m =
-            ServerMessage::parse(r#"{"type":"error","code":"rate-limited","message":"slow down"}"#)
-                .unwrap();
+        let m = ServerMessage::parse(
+            r#"{"type":"error","code":"from-the-future","message":"slow down"}"#,
+        )
+        .unwrap();
         assert_eq!(m, ServerMessage::error(ErrorCode::Unknown, "slow down"));
     }
 

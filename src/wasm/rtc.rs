@@ -3,8 +3,9 @@
 use super::js_text;
 use crate::config::{ChannelKind, TransportConfig};
 use crate::error::{Error, Result};
+use crate::session::ConnId;
 use crate::session::RtcEvent;
-use crate::signaling::protocol::{PeerId, Signal};
+use crate::signaling::protocol::Signal;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -27,7 +28,7 @@ struct Callbacks {
 /// A peer connection to one remote peer.
 pub(crate) struct RtcPeer {
     pc: RtcPeerConnection,
-    peer: PeerId,
+    peer: ConnId,
     kind: ChannelKind,
     /// Received frames buffered per channel (`receive_queue_frames`).
     frame_queue: usize,
@@ -49,7 +50,7 @@ impl RtcPeer {
     /// Creates the peer connection with the configured ICE servers (default none).
     pub(crate) async fn new(
         config: &TransportConfig,
-        peer: PeerId,
+        peer: ConnId,
         events: async_channel::Sender<RtcEvent>,
     ) -> Result<Self> {
         let rtc_config = RtcConfiguration::new();
@@ -67,7 +68,7 @@ impl RtcPeer {
         rtc_config.set_ice_servers(&servers);
         let pc =
             RtcPeerConnection::new_with_configuration(&rtc_config).map_err(|e| Error::Rtc {
-                peer: peer.clone(),
+                peer: peer.peer.clone(),
                 reason: js_text(&e),
             })?;
         let this = RtcPeer {
@@ -167,7 +168,7 @@ impl RtcPeer {
 
     fn rtc_error(&self, e: JsValue) -> Error {
         Error::Rtc {
-            peer: self.peer.clone(),
+            peer: self.peer.peer.clone(),
             reason: js_text(&e),
         }
     }
@@ -272,7 +273,7 @@ fn detach_channel(dc: &RtcDataChannel) {
 /// Hooks a data channel to the session: frames into a bounded queue, open and close as events.
 fn wire_channel(
     dc: RtcDataChannel,
-    peer: PeerId,
+    peer: ConnId,
     kind: ChannelKind,
     events: async_channel::Sender<RtcEvent>,
     frame_queue: usize,
@@ -291,7 +292,7 @@ fn wire_channel(
         if frames_tx.try_send(frame).is_err() && !frames_tx.is_closed() {
             frames_tx.close();
             overflow_dc.close();
-            let reason = Some(Error::ReceiveOverflow(overflow_peer.clone()).to_string());
+            let reason = Some(Error::ReceiveOverflow(overflow_peer.peer.clone()).to_string());
             post(
                 &overflow_events,
                 RtcEvent::Closed {
