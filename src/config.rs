@@ -220,6 +220,15 @@ impl TransportConfig {
             if server.urls.is_empty() {
                 return Err(Error::Config("an ICE server has no URL".into()));
             }
+            for url in &server.urls {
+                // RFC 7064 (stun:, stuns:) and RFC 7065 (turn:, turns:) URI schemes.
+                let scheme = url.split_once(':').map(|(scheme, _)| scheme);
+                if !matches!(scheme, Some("stun" | "stuns" | "turn" | "turns")) {
+                    return Err(Error::Config(format!(
+                        "ICE server URL {url:?} must start with stun:, stuns:, turn: or turns:"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -377,6 +386,16 @@ mod tests {
                 .build(),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn ice_server_urls_need_a_stun_or_turn_scheme() {
+        let with = |url: &str| TransportConfig::builder("ws://h/ws", "r").ice_server(IceServer::new(url)).build();
+        assert!(with("stun:198.18.0.1:3478").is_ok());
+        assert!(with("turns:relay.example:5349?transport=tcp").is_ok());
+        let err = with("nonsense").unwrap_err();
+        assert!(err.to_string().contains("must start with stun:, stuns:, turn: or turns:"), "{err}");
+        assert!(matches!(with("http://x"), Err(Error::Config(_))));
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum Error {
     /// The configuration is unusable (empty room, bad URL, limits out of range).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An argument is unusable (e.g. a JS payload that is neither a string nor bytes).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The signaling WebSocket could not be opened or broke.
     #[error("signaling connection to {url} failed: {reason}")]
     Signaling {

@@ -169,7 +169,7 @@ function renderPeers() {
   if (peers.size === 0) {
     const empty = document.createElement("li");
     empty.className = "empty";
-    empty.textContent = "nobody yet — open this page in another tab";
+    empty.textContent = "no one else here — open this page in another tab";
     list.append(empty);
   }
   for (const [id, state] of peers) {
@@ -377,7 +377,12 @@ function onPeer(event) {
       onPeerGone(event.peerId);
       break;
     case "left": peers.delete(event.peerId); onPeerGone(event.peerId); break;
-    case "error": logLine(`error: ${event.reason}`, { notice: true }); break;
+    case "error":
+      logLine(`error: ${event.reason}`, { notice: true });
+      if (/signaling connection/.test(event.reason)) {
+        status("signaling server lost — open chats continue, new peers cannot join", "error");
+      }
+      break;
   }
   renderPeers();
 }

@@ -100,16 +100,39 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         }
     }
 
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+    // Lines are read as bytes: a line that is not UTF-8 is sent with U+FFFD replacements (and
+    // a warning) rather than ending the session and losing what is still queued.
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut buffer = Vec::new();
+    let mut outcome = Ok(());
+    loop {
+        buffer.clear();
+        match stdin.read_until(b'\n', &mut buffer).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                outcome = Err(anyhow::Error::new(e).context("reading stdin"));
+                break;
+            }
+        }
+        let bytes = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let line = String::from_utf8_lossy(bytes);
+        if let std::borrow::Cow::Owned(_) = line {
+            tracing::warn!("stdin line is not valid UTF-8; invalid bytes replaced with U+FFFD");
+        }
         if transport.peers().is_empty() {
             tracing::warn!("no connected peer; line not sent");
             continue;
         }
-        transport.broadcast_text(&line).await.context("sending")?;
+        if let Err(e) = transport.broadcast_text(&line).await {
+            outcome = Err(anyhow::Error::new(e).context("sending"));
+            break;
+        }
     }
-    transport.close().await.context("closing")?;
+    // Whatever happened, deliver what was already sent before exiting.
+    let closed = transport.close().await.context("closing");
     // Messages received before the close are still queued: print them all before exiting.
     printer.await.context("printing received messages")?;
-    Ok(())
+    outcome.and(closed)
 }

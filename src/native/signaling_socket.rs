@@ -22,7 +22,7 @@ pub(crate) async fn connect_signaling(
             .await
             .map_err(|e| Error::Signaling {
                 url: url.to_owned(),
-                reason: e.to_string(),
+                reason: explain(e),
             })?;
     let (mut sink, mut stream) = socket.split();
     let (out_tx, out_rx) = async_channel::bounded::<String>(QUEUE);
@@ -49,4 +49,21 @@ pub(crate) async fn connect_signaling(
         }
     });
     Ok((out_tx, in_rx))
+}
+
+/// The handshake error in words a user can act on.
+fn explain(error: tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, UrlError};
+    match error {
+        WsError::Http(response) => format!(
+            "the server answered HTTP {} instead of a WebSocket upgrade; is this the signaling \
+             endpoint (e.g. ws://HOST:PORT/ws)?",
+            response.status()
+        ),
+        WsError::Url(UrlError::TlsFeatureNotEnabled) => {
+            "wss:// (TLS) is not supported by the native client yet; use ws://".into()
+        }
+        WsError::Protocol(e) => format!("not a WebSocket server ({e})"),
+        other => other.to_string(),
+    }
 }

@@ -280,7 +280,7 @@ impl ServerMessage {
 
 /// Checks a room name: 1..=[`MAX_ROOM_NAME_BYTES`] bytes of UTF-8 without control characters.
 pub fn validate_room(room: &str) -> Result<(), String> {
-    if room.is_empty() {
+    if room.trim().is_empty() {
         return Err("room name is empty".into());
     }
     if room.len() > MAX_ROOM_NAME_BYTES {
@@ -487,6 +487,7 @@ mod tests {
     fn room_names_are_validated() {
         assert!(validate_room("lobby").is_ok());
         assert!(validate_room("").is_err());
+        assert!(validate_room("   ").is_err(), "a blank name displays as nothing");
         assert!(validate_room(&"x".repeat(65)).is_err());
         assert!(validate_room("a\nb").is_err());
     }

@@ -121,6 +121,23 @@ impl Options {
     }
 }
 
+/// Reads `Transport.connect` options, with messages that name the offending option.
+fn parse_options(options: JsValue) -> Result<Options, Error> {
+    if !options.is_object() {
+        return Err(Error::Config(
+            "options must be an object like { signal, room }".into(),
+        ));
+    }
+    let ice = js_sys::Reflect::get(&options, &JsValue::from_str("iceServers"))
+        .unwrap_or(JsValue::UNDEFINED);
+    if !ice.is_undefined() && !js_sys::Array::is_array(&ice) {
+        return Err(Error::Config(
+            "iceServers must be an array of { urls, username?, credential? }".into(),
+        ));
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| Error::Config(format!("bad options: {e}")))
+}
+
 /// A JavaScript `Error` named `MiaouError` carrying the Rust error's message.
 fn js_error(error: Error) -> JsValue {
     let js = js_sys::Error::new(&error.to_string());
@@ -139,7 +156,7 @@ fn payload(data: &JsValue) -> Result<(Bytes, bool), JsValue> {
     if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok((Bytes::from(js_sys::Uint8Array::new(buffer).to_vec()), false));
     }
-    Err(js_error(Error::Config(
+    Err(js_error(Error::InvalidInput(
         "data must be a string, Uint8Array or ArrayBuffer".into(),
     )))
 }
@@ -248,8 +265,7 @@ impl JsTransport {
         #[wasm_bindgen(unchecked_param_type = "TransportOptions")] options: JsValue,
     ) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(async move {
-            let options: Options = serde_wasm_bindgen::from_value(options)
-                .map_err(|e| js_error(Error::Config(format!("bad options: {e}"))))?;
+            let options = parse_options(options).map_err(js_error)?;
             let config = options.into_config().map_err(js_error)?;
             let transport = Transport::connect(config).await.map_err(js_error)?;
             let inner = Rc::new(transport);

@@ -61,17 +61,21 @@ pub(crate) async fn connect_signaling(
     ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    // Declared after the closures, so dropped before them: if this future is dropped while
+    // waiting (connect timeout), the socket is detached and closed before the closures go,
+    // and no late event can call a dropped closure.
+    let mut pending = Detach {
+        ws: ws.clone(),
+        armed: true,
+    };
 
     let outcome = opened
         .await
         .unwrap_or_else(|_| Err("WebSocket dropped".into()));
     if let Err(reason) = outcome {
-        ws.set_onopen(None);
-        ws.set_onerror(None);
-        ws.set_onmessage(None);
-        ws.set_onclose(None);
         return Err(signaling_error(reason));
     }
+    pending.armed = false;
 
     let (out_tx, out_rx) = async_channel::bounded::<String>(QUEUE);
     wasm_bindgen_futures::spawn_local(async move {
@@ -80,13 +84,31 @@ pub(crate) async fn connect_signaling(
                 break;
             }
         }
-        // Detach the handlers before they are dropped, so late events find nothing to call.
-        ws.set_onopen(None);
-        ws.set_onerror(None);
-        ws.set_onmessage(None);
-        ws.set_onclose(None);
-        let _ = ws.close();
+        detach(&ws);
         drop((on_open, on_error, on_message, on_close));
     });
     Ok((out_tx, in_rx))
+}
+
+/// Removes every handler from `ws` and closes it, so late events find nothing to call.
+fn detach(ws: &WebSocket) {
+    ws.set_onopen(None);
+    ws.set_onerror(None);
+    ws.set_onmessage(None);
+    ws.set_onclose(None);
+    let _ = ws.close();
+}
+
+/// Detaches and closes the socket on drop unless disarmed.
+struct Detach {
+    ws: WebSocket,
+    armed: bool,
+}
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if self.armed {
+            detach(&self.ws);
+        }
+    }
 }

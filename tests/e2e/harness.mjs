@@ -76,7 +76,8 @@ export async function launchChromium() {
 export async function openChat(browser, http, room) {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   const errors = [];
-  page.on("pageerror", (e) => errors.push(e));
+  const uncaught = [];
+  page.on("pageerror", (e) => { errors.push(e); uncaught.push(e); });
   page.on("console", (m) => { if (m.type() === "error") errors.push(new Error(m.text())); });
   // Record the page's local ICE candidates, to check what Chromium really offered.
   await page.addInitScript(() => {
@@ -94,7 +95,8 @@ export async function openChat(browser, http, room) {
   await page.goto(`${http}?room=${encodeURIComponent(room)}`);
   await waitFor(() => page.evaluate(() => Boolean(window.miaouChat)), "the page to join", 30_000)
     .catch((e) => { throw new Error(`${e.message}; page errors: ${errors.map(String).join("; ")}`); });
-  page.miaouErrors = errors;
+  page.miaouErrors = errors; // console errors and uncaught exceptions
+  page.uncaught = uncaught; // uncaught exceptions only
   return page;
 }
 

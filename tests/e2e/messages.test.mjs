@@ -127,6 +127,8 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
         noRoom: await attempt(() => Transport.connect({ signal })),
         weirdChannel: await attempt(() => Transport.connect({ signal, room: "r", channel: "weird" })),
         badIce: await attempt(() => Transport.connect({ signal, room: "r", iceServers: 5 })),
+        badIceUrl: await attempt(() => Transport.connect({ signal, room: "r", iceServers: [{ urls: "nonsense" }] })),
+        shortTimeout: await attempt(() => Transport.connect({ signal, room: "r", connectTimeoutMs: 0 })),
         httpUrl: await attempt(() => Transport.connect({ signal: "http://127.0.0.1:1/", room: "r" })),
         closedPort: await attempt(() => Transport.connect({ signal: "ws://127.0.0.1:9/ws", room: "r" })),
         longRoom: await attempt(() => Transport.connect({ signal, room: "x".repeat(65) })),
@@ -136,12 +138,18 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
     }, bridge.ws);
     assert.match(outcome.noRoom, /^MiaouError: .*room/);
     assert.match(outcome.weirdChannel, /^MiaouError: .*channel must be/);
-    assert.match(outcome.badIce, /^MiaouError: .*bad options/);
+    assert.match(outcome.badIce, /^MiaouError: .*iceServers must be an array/);
+    assert.match(outcome.badIceUrl, /^MiaouError: .*must start with stun:, stuns:, turn: or turns:/);
+    assert.match(outcome.shortTimeout, /^MiaouError: timed out after 0 ms/);
     assert.match(outcome.httpUrl, /^MiaouError: .*ws:\/\//);
     assert.match(outcome.closedPort, /^MiaouError: signaling connection to ws:\/\/127\.0\.0\.1:9\/ws failed/);
     assert.match(outcome.longRoom, /^MiaouError: .*64/);
     assert.match(outcome.unknownPeer, /^MiaouError: peer no-such-peer is not connected/);
-    assert.match(outcome.badPayload, /^MiaouError: .*string, Uint8Array or ArrayBuffer/);
+    assert.match(outcome.badPayload, /^MiaouError: invalid input: .*string, Uint8Array or ArrayBuffer/);
+    // The timed-out connect left no handler behind to fire into a dropped closure (the
+    // console errors of the deliberately failed WebSockets are expected).
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(page.uncaught.map(String), []);
   } finally {
     await page.close();
   }

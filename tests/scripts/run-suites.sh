@@ -12,10 +12,10 @@ suite() {
 
 # Native: unit tests, doc tests, codec vectors + proptests, bridge with real WebSocket clients,
 # native-demo processes talking over real WebRTC.
-suite native cargo test --workspace --features miaou-transport/bridge
+suite native cargo test --locked --workspace --features miaou-transport/bridge
 # Browser: the same codec vectors checked by wasm-bindgen-test inside headless Chromium.
 suite wasm env CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120 \
-  cargo test --target wasm32-unknown-unknown --test wasm_codec
+  cargo test --locked --target wasm32-unknown-unknown --test wasm_codec
 # End to end: headless Chromium with the npm package <-> native-demo, tab <-> tab.
 suite e2e node --test --test-concurrency=1 tests/e2e/
 

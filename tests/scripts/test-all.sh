@@ -30,8 +30,8 @@ fi
 # Everything is compiled before entering the namespace, which has no route to crates.io.
 step "building native tests and the browser test binary"
 features=(--features miaou-transport/bridge)
-cargo test --workspace "${features[@]}" --no-run
-cargo test --target wasm32-unknown-unknown --test wasm_codec --no-run
+cargo test --locked --workspace "${features[@]}" --no-run
+cargo test --locked --target wasm32-unknown-unknown --test wasm_codec --no-run
 
 step "running every suite in a private network namespace"
 status=0
