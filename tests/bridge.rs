@@ -14,6 +14,7 @@ use miaou_transport::signaling::protocol::{
     ClientMessage, ErrorCode, PeerId, SdpType, ServerMessage, Signal, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
+use miaou_transport::signaling::rate_limit::RateLimit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -32,12 +33,21 @@ async fn start_with(
     www_dir: Option<PathBuf>,
     pkg_dir: Option<PathBuf>,
 ) -> Bridge {
-    let config = BridgeConfig {
+    start_config(|c| {
+        c.www_dir = www_dir;
+        c.pkg_dir = pkg_dir;
+        c.max_peers_per_room = max_peers_per_room;
+    })
+    .await
+}
+
+/// A bridge on 127.0.0.1:0 with the default configuration as changed by `edit`.
+async fn start_config(edit: impl FnOnce(&mut BridgeConfig)) -> Bridge {
+    let mut config = BridgeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        www_dir,
-        pkg_dir,
-        max_peers_per_room,
+        ..BridgeConfig::default()
     };
+    edit(&mut config);
     serve(config).await.expect("bridge binds 127.0.0.1:0")
 }
 
@@ -732,4 +742,412 @@ async fn without_static_dirs_only_the_websocket_is_served() {
         http_get(bridge.local_addr(), "/pkg/x.wasm").await.status,
         404
     );
+}
+
+// ---- Limits: rate limit, connection limit, join timeout, keepalive ----
+
+fn candidate(n: usize) -> Signal {
+    Signal::Candidate {
+        candidate: format!(
+            "candidate:{n} 1 udp 2122260223 198.18.0.1 {} typ host",
+            50_000 + n
+        ),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    }
+}
+
+fn end_of_candidates() -> Signal {
+    Signal::Candidate {
+        candidate: String::new(),
+        sdp_mid: None,
+        sdp_m_line_index: None,
+    }
+}
+
+impl Client {
+    /// Every message received until nothing arrives for [`QUIET`]; panics if the connection
+    /// closes.
+    async fn drain(&mut self) -> Vec<ServerMessage> {
+        let mut got = Vec::new();
+        while let Some(seen) = self.next(QUIET).await {
+            match seen {
+                Seen::Msg(m) => got.push(m),
+                other => panic!("connection ended after {got:?}: {other:?}"),
+            }
+        }
+        got
+    }
+
+    /// Expects a close frame with `code` next.
+    async fn expect_close(&mut self, code: u16) {
+        match self.next(PROMPT).await {
+            Some(Seen::Closed(Some(frame))) => assert_eq!(u16::from(frame.code), code, "{frame:?}"),
+            other => panic!("expected close {code}, got {other:?}"),
+        }
+    }
+}
+
+fn join_msg(room: &str) -> ClientMessage {
+    ClientMessage::Join {
+        v: PROTOCOL_VERSION,
+        room: room.into(),
+    }
+}
+
+fn is_error(m: &ServerMessage, expected: ErrorCode) -> bool {
+    matches!(m, ServerMessage::Error { code, message } if *code == expected && !message.is_empty())
+}
+
+#[test]
+fn default_limits_are_the_documented_ones() {
+    let c = BridgeConfig::default();
+    assert_eq!(c.max_peers_per_room, 64);
+    assert_eq!(c.max_connections, 16_384);
+    assert_eq!(
+        c.rate_limit,
+        RateLimit {
+            burst: 2048,
+            per_second: 100,
+            max_dropped: 20_480
+        }
+    );
+    assert_eq!(c.join_timeout, Duration::from_secs(10));
+    assert_eq!(c.ping_interval, Duration::from_secs(20));
+    assert_eq!(c.idle_timeout, Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn messages_over_the_rate_limit_are_dropped_and_answered_rate_limited() {
+    let bridge = start_config(|c| {
+        c.rate_limit = RateLimit {
+            burst: 5,
+            per_second: 0,
+            max_dropped: 100,
+        }
+    })
+    .await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, b_id, _) = Client::join(&bridge, "lobby").await;
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::PeerJoined {
+            peer_id: b_id.clone()
+        }
+    );
+    // b spent one of its 5 messages on `join`: 4 of these 7 are relayed, 3 dropped.
+    for i in 0..7 {
+        b.send(&signal(&a_id, offer(&i.to_string()))).await;
+    }
+    let relayed: Vec<ServerMessage> = (0..4)
+        .map(|i| ServerMessage::Signal {
+            from: b_id.clone(),
+            signal: offer(&i.to_string()),
+        })
+        .collect();
+    assert_eq!(a.drain().await, relayed);
+    let errors = b.drain().await;
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors.iter().all(|e| is_error(e, ErrorCode::RateLimited)),
+        "{errors:?}"
+    );
+    // A dropped message has no effect: a dropped `leave` leaves b in the room.
+    b.send(&ClientMessage::Leave).await;
+    b.expect_error(ErrorCode::RateLimited).await;
+    a.expect_quiet().await;
+    // The connection stays open and still receives: a newcomer is announced to b.
+    let (_c, c_id, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers, vec![a_id, b_id]);
+    assert_eq!(b.recv().await, ServerMessage::PeerJoined { peer_id: c_id });
+}
+
+#[tokio::test]
+async fn the_rate_limit_refills_at_the_sustained_rate_up_to_the_burst() {
+    let bridge = start_config(|c| {
+        c.rate_limit = RateLimit {
+            burst: 3,
+            per_second: 10,
+            max_dropped: 1000,
+        }
+    })
+    .await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, _, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+    let burst = |round: usize| {
+        (0..10)
+            .map(|i| signal(&a_id, offer(&format!("{round}-{i}"))))
+            .collect::<Vec<_>>()
+    };
+    // Round 1: what is left of the burst after `join` (2), plus one per 100 ms elapsed.
+    for m in burst(1) {
+        b.send(&m).await;
+    }
+    let relayed = a.drain().await.len();
+    let errors = b.drain().await;
+    assert!((2..=4).contains(&relayed), "{relayed} relayed");
+    assert_eq!(relayed + errors.len(), 10, "{errors:?}");
+    // Round 2, after 0.5 s (and the 0.6 s of the drains): 10/s would give 11 messages, but
+    // the bucket holds at most the burst of 3.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for m in burst(2) {
+        b.send(&m).await;
+    }
+    let relayed = a.drain().await.len();
+    let errors = b.drain().await;
+    assert!((3..=5).contains(&relayed), "{relayed} relayed");
+    assert_eq!(relayed + errors.len(), 10, "{errors:?}");
+    assert!(errors.iter().all(|e| is_error(e, ErrorCode::RateLimited)));
+}
+
+#[tokio::test]
+async fn a_client_far_over_the_rate_limit_is_disconnected() {
+    let bridge = start_config(|c| {
+        c.rate_limit = RateLimit {
+            burst: 5,
+            per_second: 0,
+            max_dropped: 10,
+        }
+    })
+    .await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, b_id, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+                    // The bridge may close before b finished writing; later sends may fail.
+    for i in 0..30 {
+        let m = signal(&a_id, offer(&i.to_string())).to_json();
+        let _ = b.ws.send(Message::text(m)).await;
+    }
+    // join + 4 relayed use the burst; 10 are dropped; the 11th over-limit message closes.
+    let mut errors = 0;
+    let close = loop {
+        match b.next(PROMPT).await {
+            Some(Seen::Msg(m)) if is_error(&m, ErrorCode::RateLimited) => errors += 1,
+            Some(Seen::Closed(frame)) => break frame,
+            other => panic!("after {errors} errors: {other:?}"),
+        }
+    };
+    assert_eq!(errors, 11);
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1008));
+    for i in 0..4 {
+        assert_eq!(
+            a.recv().await,
+            ServerMessage::Signal {
+                from: b_id.clone(),
+                signal: offer(&i.to_string())
+            }
+        );
+    }
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
+    a.expect_quiet().await;
+    let (_c, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers, vec![a_id]);
+}
+
+/// 50 peers in one room, each sending an offer or answer, 20 trickled candidates and an
+/// end-of-candidates marker to each of the 49 others as fast as it can (1 078 messages per
+/// connection), with the default limits: nothing is refused and everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_of_50_joining_with_trickle_ice_never_trips_the_default_rate_limit() {
+    const N: usize = 50;
+    const PER_PEER: usize = 22;
+    let bridge = start().await;
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        let (c, id, _) = Client::join(&bridge, "big").await;
+        clients.push(c);
+        ids.push(id);
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let (mut tx, mut rx) = c.ws.split();
+                let send = async {
+                    // Each client goes through its peers in a different order, as real ones
+                    // gather candidates at different times.
+                    for k in 1..N {
+                        let to = &ids[(i + k) % N];
+                        let mut batch = vec![signal(to, offer("v=0\r\n"))];
+                        batch.extend((0..PER_PEER - 2).map(|n| signal(to, candidate(n))));
+                        batch.push(signal(to, end_of_candidates()));
+                        for m in batch {
+                            tx.feed(Message::text(m.to_json())).await.expect("send");
+                        }
+                    }
+                    tx.flush().await.expect("flush");
+                };
+                let receive = async {
+                    // One deadline for the whole exchange (the bridge's pings would keep a
+                    // per-frame timeout from ever expiring); the first surprise ends it.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                    let mut signals = 0;
+                    let mut unexpected = None;
+                    while signals < (N - 1) * PER_PEER && unexpected.is_none() {
+                        match tokio::time::timeout_at(deadline, rx.next()).await {
+                            Ok(Some(Ok(Message::Text(t)))) => {
+                                match ServerMessage::parse(t.as_str()) {
+                                    Ok(ServerMessage::Signal { .. }) => signals += 1,
+                                    Ok(ServerMessage::PeerJoined { .. }) => {}
+                                    other => unexpected = Some(format!("{other:?}")),
+                                }
+                            }
+                            Ok(Some(Ok(_))) => {}
+                            other => unexpected = Some(format!("{other:?}")),
+                        }
+                    }
+                    (signals, unexpected)
+                };
+                let ((), (signals, unexpected)) = tokio::join!(send, receive);
+                (i, signals, unexpected)
+            })
+        })
+        .collect();
+    for task in futures::future::join_all(tasks).await {
+        let (i, signals, unexpected) = task.expect("client task");
+        assert_eq!(unexpected, None, "client {i} after {signals} signals");
+        assert_eq!(signals, (N - 1) * PER_PEER, "client {i}");
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_server_full_and_a_close() {
+    let bridge = start_config(|c| c.max_connections = 2).await;
+    // Not joined yet, but it holds a connection slot all the same.
+    let mut idle = Client::connect(&bridge).await;
+    let (_b, b_id, _) = Client::join(&bridge, "lobby").await;
+    for _ in 0..2 {
+        let mut refused = Client::connect(&bridge).await;
+        refused.expect_error(ErrorCode::ServerFull).await;
+        refused.expect_close(1013).await;
+    }
+    // Once a connection ends, its slot serves the next client.
+    idle.ws.close(None).await.expect("close");
+    while let Some(Seen::Msg(_)) = idle.next(PROMPT).await {}
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    loop {
+        let mut d = Client::connect(&bridge).await;
+        let _ = d.ws.send(Message::text(join_msg("lobby").to_json())).await;
+        match d.recv().await {
+            ServerMessage::Welcome { peers, .. } => {
+                assert_eq!(peers, vec![b_id]);
+                break;
+            }
+            m if is_error(&m, ErrorCode::ServerFull) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("expected a welcome once a slot was free, got {other:?}"),
+        }
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_join_in_time_is_closed() {
+    let timeout = Duration::from_millis(300);
+    let bridge = start_config(|c| c.join_timeout = timeout).await;
+    let opened = tokio::time::Instant::now();
+    let mut silent = Client::connect(&bridge).await;
+    let (mut joined, joined_id, _) = Client::join(&bridge, "lobby").await;
+    silent.expect_error(ErrorCode::JoinTimeout).await;
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed >= timeout - Duration::from_millis(50),
+        "closed after {elapsed:?}"
+    );
+    silent.expect_close(1008).await;
+    // A client that joined in time is not affected, long after the timeout.
+    tokio::time::sleep(timeout * 2).await;
+    joined.expect_quiet().await;
+    let (_c, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers, vec![joined_id]);
+}
+
+#[tokio::test]
+async fn refused_joins_neither_count_nor_postpone_the_join_timeout() {
+    let bridge = start_config(|c| c.join_timeout = Duration::from_millis(300)).await;
+    let mut c = Client::connect(&bridge).await;
+    let mut bad_room = 0;
+    let mut timed_out = false;
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    let mut next_send = tokio::time::Instant::now();
+    let close = loop {
+        let now = tokio::time::Instant::now();
+        assert!(now < deadline, "not closed in time");
+        // Keep the connection busy with a join the bridge refuses every 50 ms.
+        if now >= next_send {
+            let _ = c.ws.send(Message::text(join_msg("").to_json())).await;
+            next_send = now + Duration::from_millis(50);
+        }
+        match c.next(next_send.saturating_duration_since(now)).await {
+            None => {}
+            Some(Seen::Msg(m)) if is_error(&m, ErrorCode::BadRoom) && !timed_out => bad_room += 1,
+            Some(Seen::Msg(m)) if is_error(&m, ErrorCode::JoinTimeout) && !timed_out => {
+                timed_out = true
+            }
+            Some(Seen::Closed(frame)) => break frame,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(bad_room >= 2, "{bad_room} refused joins answered");
+    assert!(timed_out, "no join-timeout error before the close");
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1008));
+}
+
+#[tokio::test]
+async fn unresponsive_connections_are_dropped_and_their_room_told() {
+    let idle_timeout = Duration::from_millis(400);
+    let bridge = start_config(|c| {
+        c.ping_interval = Duration::from_millis(100);
+        c.idle_timeout = idle_timeout;
+    })
+    .await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    // `dead` never reads nor writes again, so it never answers a ping: to the bridge it looks
+    // like a half-open TCP connection.
+    let (mut dead, dead_id, _) = Client::join(&bridge, "lobby").await;
+    let joined = tokio::time::Instant::now();
+    // `a` only reads (which answers pings) for three idle timeouts.
+    let until = joined + idle_timeout * 3;
+    let mut pings = 0;
+    let mut events = Vec::new();
+    while let Ok(frame) = tokio::time::timeout_at(until, a.ws.next()).await {
+        match frame {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Text(t))) => events.push((
+                ServerMessage::parse(t.as_str()).expect("valid JSON"),
+                joined.elapsed(),
+            )),
+            other => panic!("a lost its connection: {other:?}"),
+        }
+    }
+    assert!(pings >= 5, "only {pings} pings in {:?}", idle_timeout * 3);
+    let [(first, _), (second, left_after)] = events.as_slice() else {
+        panic!("expected peer-joined then peer-left, got {events:?}");
+    };
+    assert_eq!(
+        first,
+        &ServerMessage::PeerJoined {
+            peer_id: dead_id.clone()
+        }
+    );
+    assert_eq!(second, &ServerMessage::PeerLeft { peer_id: dead_id });
+    assert!(
+        *left_after >= idle_timeout - Duration::from_millis(100),
+        "dropped after only {left_after:?}"
+    );
+    // `a`, silent but answering pings, is still there.
+    let (_c, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    // The dead connection was dropped without a close frame (the pings it never read are
+    // skipped by `next`).
+    match dead.next(PROMPT).await {
+        Some(Seen::Ended) => {}
+        other => panic!("expected the socket to be dropped, got {other:?}"),
+    }
 }

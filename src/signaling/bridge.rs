@@ -7,10 +7,10 @@
 //!
 //! - one task per WebSocket connection reads frames and feeds them to the shared [`Rooms`]
 //!   (one `std::sync::Mutex`, held only for the synchronous state update);
-//! - each connection has a bounded outbound queue of [`OUTBOUND_QUEUE_LEN`] messages and
-//!   [`OUTBOUND_QUEUE_BYTES`] bytes, filled without waiting while the lock is held, so a slow client never blocks the others; a client
-//!   whose queue is full is disconnected (and its peers told `peer-left`), so memory stays
-//!   bounded;
+//! - each connection has an outbound queue bounded to [`OUTBOUND_QUEUE_LEN`] messages and
+//!   [`OUTBOUND_QUEUE_BYTES`] bytes, filled without waiting while the lock is held, so a slow
+//!   client never blocks the others; a client whose queue is full is disconnected (and its
+//!   peers told `peer-left`), so memory stays bounded;
 //! - queueing everything under the lock keeps the order of events the same for every client:
 //!   a peer always has `peer-joined` queued before the newcomer can even read its `welcome`.
 //!

@@ -487,7 +487,10 @@ mod tests {
     fn room_names_are_validated() {
         assert!(validate_room("lobby").is_ok());
         assert!(validate_room("").is_err());
-        assert!(validate_room("   ").is_err(), "a blank name displays as nothing");
+        assert!(
+            validate_room("   ").is_err(),
+            "a blank name displays as nothing"
+        );
         assert!(validate_room(&"x".repeat(65)).is_err());
         assert!(validate_room("a\nb").is_err());
     }

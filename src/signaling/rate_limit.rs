@@ -16,7 +16,7 @@ use std::time::Duration;
 /// about 20 trickled candidates and an end-of-candidates marker to every peer already there,
 /// within a second or so. In a room of 50 that is 49 × 22 = 1 078 messages (plus the `join`);
 /// in a room of the default 64 peers, 63 × 22 = 1 386. 2 048 covers both with margin.
-pub const DEFAULT_BURST: u32 = 200;
+pub const DEFAULT_BURST: u32 = 2048;
 
 /// Default [`RateLimit::per_second`], messages per second sustained.
 pub const DEFAULT_PER_SECOND: u32 = 100;
@@ -330,6 +330,28 @@ mod tests {
         }
         let at = at.expect("disconnected within 10 s");
         assert!((2_500..=2_900).contains(&at), "disconnected at {at} ms");
+    }
+
+    /// The times quoted in docs/signaling.md ("Notes on the limits").
+    #[test]
+    fn defaults_disconnect_a_flood_within_the_documented_time() {
+        for (per_second, low, high) in [(1_000u64, 27_500, 28_300), (10_000, 2_200, 2_400)] {
+            let mut l = RateLimiter::new(RateLimit::default(), Duration::ZERO);
+            let mut sent = 0u64;
+            let at = loop {
+                sent += 1;
+                let now = Duration::from_micros(sent * 1_000_000 / per_second);
+                if l.check(now) == Verdict::Disconnect {
+                    break now;
+                }
+                assert!(sent < 10_000_000, "never disconnected at {per_second}/s");
+            };
+            let ms = at.as_millis();
+            assert!(
+                (low..=high).contains(&ms),
+                "{per_second}/s: disconnected at {ms} ms"
+            );
+        }
     }
 
     #[test]
