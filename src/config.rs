@@ -390,11 +390,19 @@ mod tests {
 
     #[test]
     fn ice_server_urls_need_a_stun_or_turn_scheme() {
-        let with = |url: &str| TransportConfig::builder("ws://h/ws", "r").ice_server(IceServer::new(url)).build();
+        let with = |url: &str| {
+            TransportConfig::builder("ws://h/ws", "r")
+                .ice_server(IceServer::new(url))
+                .build()
+        };
         assert!(with("stun:198.18.0.1:3478").is_ok());
         assert!(with("turns:relay.example:5349?transport=tcp").is_ok());
         let err = with("nonsense").unwrap_err();
-        assert!(err.to_string().contains("must start with stun:, stuns:, turn: or turns:"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must start with stun:, stuns:, turn: or turns:"),
+            "{err}"
+        );
         assert!(matches!(with("http://x"), Err(Error::Config(_))));
     }
 

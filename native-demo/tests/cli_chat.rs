@@ -218,14 +218,37 @@ fn unreachable_signaling_server_is_a_clear_error() {
 #[test]
 fn a_line_that_is_not_utf8_is_sent_with_replacements_and_nothing_is_lost() {
     let (_bridge, ws) = bridge();
-    let receiver = spawn(&["join", "--signal", &ws, "--room", "bytes", "--wait-peers", "1"]);
-    let mut sender = spawn(&["join", "--signal", &ws, "--room", "bytes", "--wait-peers", "1"]);
+    let receiver = spawn(&[
+        "join",
+        "--signal",
+        &ws,
+        "--room",
+        "bytes",
+        "--wait-peers",
+        "1",
+    ]);
+    let mut sender = spawn(&[
+        "join",
+        "--signal",
+        &ws,
+        "--room",
+        "bytes",
+        "--wait-peers",
+        "1",
+    ]);
     {
         let mut stdin = sender.child.stdin.take().expect("stdin");
-        stdin.write_all(b"first\n\xff\xfebroken\nlast\n").expect("write");
+        stdin
+            .write_all(b"first\n\xff\xfebroken\nlast\n")
+            .expect("write");
     }
-    assert!(wait_exit(&mut sender, Duration::from_secs(30)).success(), "sender exits 0");
-    let got: Vec<String> = (0..3).map(|_| next_line(&receiver, Duration::from_secs(30))).collect();
+    assert!(
+        wait_exit(&mut sender, Duration::from_secs(30)).success(),
+        "sender exits 0"
+    );
+    let got: Vec<String> = (0..3)
+        .map(|_| next_line(&receiver, Duration::from_secs(30)))
+        .collect();
     assert!(got[0].ends_with(" first"), "{got:?}");
     assert!(got[1].ends_with(" \u{FFFD}\u{FFFD}broken"), "{got:?}");
     assert!(got[2].ends_with(" last"), "{got:?}");
@@ -242,7 +265,10 @@ fn a_web_page_url_instead_of_the_signaling_endpoint_is_explained() {
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("instead of a WebSocket upgrade; is this the signaling endpoint"), "{stderr}");
+    assert!(
+        stderr.contains("instead of a WebSocket upgrade; is this the signaling endpoint"),
+        "{stderr}"
+    );
 }
 
 #[test]
