@@ -2,14 +2,12 @@
 //! text message received is printed as `<peer-id> <text>`. On stdin EOF, everything already
 //! sent is delivered (lossless close) before the process exits 0.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
-use miaou_transport::{ChannelKind, Event, Transport, TransportConfig};
+use miaou_transport::{ChannelKind, TransportConfig};
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::watch;
 
 #[derive(Args)]
 pub struct JoinArgs {
@@ -46,27 +44,8 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         .channel(kind)
         .ice_timeouts_ms(args.ice_disconnected_ms, args.ice_failed_ms)
         .build()?;
-    let started = Instant::now();
-    let transport = Arc::new(
-        Transport::connect(config)
-            .await
-            .context("joining the room")?,
-    );
-    tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "joined");
-
-    let (connected_tx, mut connected) = watch::channel(0usize);
-    let events = Arc::clone(&transport);
-    tokio::spawn(async move {
-        while let Some(event) = events.next_event().await {
-            match &event {
-                Event::PeerConnected(peer) => {
-                    tracing::info!(%peer, elapsed_ms = started.elapsed().as_millis() as u64, "channel open");
-                }
-                other => tracing::info!("{other:?}"),
-            }
-            let _ = connected_tx.send(events.peers().len());
-        }
-    });
+    let mut joined = crate::room::join(config).await?;
+    let transport = Arc::clone(&joined.transport);
     let receiver = Arc::clone(&transport);
     let printer = tokio::spawn(async move {
         let stdout = std::io::stdout();
@@ -85,19 +64,9 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     });
 
     if args.wait_peers > 0 {
-        let wanted = args.wait_peers;
-        let wait = connected.wait_for(|n| *n >= wanted);
-        match tokio::time::timeout(Duration::from_secs(args.wait_timeout), wait).await {
-            Ok(Ok(_)) => tracing::info!(
-                peers = wanted,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "peers ready"
-            ),
-            _ => bail!(
-                "fewer than {wanted} peers connected within {} s",
-                args.wait_timeout
-            ),
-        }
+        joined
+            .wait_for_peers(args.wait_peers, args.wait_timeout)
+            .await?;
     }
 
     // Lines are read as bytes: a line that is not UTF-8 is sent with U+FFFD replacements (and

@@ -7,6 +7,7 @@ mod echo;
 mod file_protocol;
 mod join;
 mod receive;
+mod room;
 mod send;
 mod serve;
 

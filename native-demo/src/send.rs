@@ -10,9 +10,8 @@ use miaou_transport::{Bytes, PeerId, Transport, TransportConfig};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
 
 #[derive(Args)]
 pub struct SendArgs {
@@ -83,22 +82,8 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         .map(|p| check(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let config = TransportConfig::builder(&args.signal, &args.room).build()?;
-    let started = Instant::now();
-    let transport = Arc::new(
-        Transport::connect(config)
-            .await
-            .context("joining the room")?,
-    );
-    tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "joined");
-
-    let (connected_tx, mut connected) = watch::channel(0usize);
-    let events = Arc::clone(&transport);
-    tokio::spawn(async move {
-        while let Some(event) = events.next_event().await {
-            tracing::info!("{event:?}");
-            let _ = connected_tx.send(events.peers().len());
-        }
-    });
+    let mut joined = crate::room::join(config).await?;
+    let transport = Arc::clone(&joined.transport);
     // Nothing is expected back, but keep the receive queue drained so the peers never stall.
     let incoming = Arc::clone(&transport);
     tokio::spawn(async move {
@@ -112,19 +97,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         }
     });
 
-    let wanted = args.wait_peers.max(1);
-    let wait = connected.wait_for(|n| *n >= wanted);
-    match tokio::time::timeout(Duration::from_secs(args.wait_timeout), wait).await {
-        Ok(Ok(_)) => tracing::info!(
-            peers = wanted,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "peers ready"
-        ),
-        _ => bail!(
-            "fewer than {wanted} peers connected within {} s",
-            args.wait_timeout
-        ),
-    }
+    joined
+        .wait_for_peers(args.wait_peers.max(1), args.wait_timeout)
+        .await?;
 
     let mut result = Ok(());
     for (index, source) in sources.iter().enumerate() {
