@@ -41,8 +41,16 @@ async fn wait_connected(t: &Transport) -> anyhow::Result<PeerId> {
 impl MiaouLink {
     /// Connects two transports in `room`; returns the link and the time from the first
     /// `connect` call to both channels open (WebSocket joins included).
-    pub async fn connect(bridge: &Bridge, room: &str) -> anyhow::Result<(MiaouLink, Duration)> {
-        let config = || TransportConfig::builder(bridge.ws_url(), room).build();
+    pub async fn connect(
+        bridge: &Bridge,
+        room: &str,
+        max_frame_size: usize,
+    ) -> anyhow::Result<(MiaouLink, Duration)> {
+        let config = || {
+            TransportConfig::builder(bridge.ws_url(), room)
+                .max_frame_size(max_frame_size)
+                .build()
+        };
         let started = Instant::now();
         let a = Transport::connect(config()?).await?;
         let b = Transport::connect(config()?).await?;

@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Connections opened to measure time-to-open (median reported).
     #[arg(long, default_value_t = 20)]
     opens: usize,
+    /// Largest frame miaou puts on the data channel, bytes (the remote's limit still applies).
+    #[arg(long, default_value_t = miaou_transport::DEFAULT_MAX_FRAME_SIZE)]
+    max_frame_size: usize,
     /// Also append one JSON object per figure to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -45,11 +48,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let bridge = miaou::start_bridge().await?;
             let mut opens = Vec::new();
             for i in 0..args.opens {
-                let (link, took) = miaou::MiaouLink::connect(&bridge, &format!("open-{i}")).await?;
+                let (link, took) =
+                    miaou::MiaouLink::connect(&bridge, &format!("open-{i}"), args.max_frame_size)
+                        .await?;
                 opens.push(took);
                 link.close().await;
             }
-            let (link, _) = miaou::MiaouLink::connect(&bridge, "bench").await?;
+            let (link, _) =
+                miaou::MiaouLink::connect(&bridge, "bench", args.max_frame_size).await?;
             let mut figures =
                 workloads::run_all("miaou native ↔ miaou native", &link, total).await?;
             link.close().await;
