@@ -131,4 +131,6 @@ const fmt = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed
 console.log(`| metric | unit | ${PAIR} |\n|---|---|---:|`);
 for (const f of figures) console.log(`| ${f.metric} | ${f.unit} | ${fmt(f.value)} |`);
 if (JSON_OUT) fs.appendFileSync(JSON_OUT, figures.map((f) => JSON.stringify(f)).join("\n") + "\n");
-nodeDataChannel.cleanup();
+// Exit directly: libdatachannel's global cleanup at exit can crash once everything is closed,
+// and every figure is already written.
+process.exit(0);
