@@ -52,10 +52,19 @@ async function connect(index) {
   const options = { iceServers: [], maxMessageSize: 2 * 1024 * 1024 };
   const a = new PeerConnection(`a${index}`, options);
   const b = new PeerConnection(`b${index}`, options);
-  a.onLocalDescription((sdp, type) => b.setRemoteDescription(sdp, type));
-  b.onLocalDescription((sdp, type) => a.setRemoteDescription(sdp, type));
-  a.onLocalCandidate((c, mid) => b.addRemoteCandidate(c, mid));
-  b.onLocalCandidate((c, mid) => a.addRemoteCandidate(c, mid));
+  // Candidates can be gathered before the other side has our description: hold them until then.
+  const relay = (from, to) => {
+    let described = false;
+    const held = [];
+    from.onLocalDescription((sdp, type) => {
+      to.setRemoteDescription(sdp, type);
+      described = true;
+      held.splice(0).forEach(([c, mid]) => to.addRemoteCandidate(c, mid));
+    });
+    from.onLocalCandidate((c, mid) => (described ? to.addRemoteCandidate(c, mid) : held.push([c, mid])));
+  };
+  relay(a, b);
+  relay(b, a);
   const bChannel = new Promise((resolve) => b.onDataChannel(resolve));
   const dcA = a.createDataChannel("bench");
   await new Promise((resolve) => dcA.onOpen(resolve));
