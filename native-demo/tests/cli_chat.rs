@@ -199,19 +199,24 @@ fn lines_sent_right_before_eof_are_delivered() {
     }
 }
 
-#[test]
-fn unreachable_signaling_server_is_a_clear_error() {
-    // Port 9 (discard) on loopback: nothing listens there in the test namespace.
+/// Runs `native-demo ARGS` with no stdin and asserts it fails with `expected` on stderr.
+fn fails_with(args: &[&str], expected: &str) {
     let output = Command::new(BIN)
-        .args(["join", "--signal", "ws://127.0.0.1:9/ws", "--room", "x"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("signaling connection to ws://127.0.0.1:9/ws failed"),
-        "{stderr}"
+    assert!(stderr.contains(expected), "{stderr}");
+}
+
+#[test]
+fn unreachable_signaling_server_is_a_clear_error() {
+    // Port 9 (discard) on loopback: nothing listens there in the test namespace.
+    fails_with(
+        &["join", "--signal", "ws://127.0.0.1:9/ws", "--room", "x"],
+        "signaling connection to ws://127.0.0.1:9/ws failed",
     );
 }
 
@@ -258,29 +263,18 @@ fn a_line_that_is_not_utf8_is_sent_with_replacements_and_nothing_is_lost() {
 fn a_web_page_url_instead_of_the_signaling_endpoint_is_explained() {
     let (_bridge, ws) = bridge();
     let page_url = ws.trim_end_matches("ws"); // ws://ADDR/ : the demo page, not /ws
-    let output = Command::new(BIN)
-        .args(["join", "--signal", page_url, "--room", "x"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("instead of a WebSocket upgrade; is this the signaling endpoint"),
-        "{stderr}"
+    fails_with(
+        &["join", "--signal", page_url, "--room", "x"],
+        "instead of a WebSocket upgrade; is this the signaling endpoint",
     );
 }
 
 #[test]
 fn bad_room_name_is_rejected_before_connecting() {
-    let output = Command::new(BIN)
-        .args(["join", "--signal", "ws://127.0.0.1:9/ws", "--room", ""])
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("room name is empty"), "{stderr}");
+    fails_with(
+        &["join", "--signal", "ws://127.0.0.1:9/ws", "--room", ""],
+        "room name is empty",
+    );
 }
 
 /// Sends `line` to `stdin` every 200 ms until `proc` prints a line ending with it.

@@ -18,12 +18,8 @@ pub trait Link {
     fn max_message(&self) -> Option<usize>;
 }
 
-/// Sends `total` bytes a→b as `size`-byte messages; returns MB/s and CPU seconds per GB.
-pub async fn throughput(link: &impl Link, size: usize, total: usize) -> anyhow::Result<(f64, f64)> {
-    let count = total.div_ceil(size);
-    let payload = Bytes::from(vec![0x5a; size]);
-    let cpu_before = cpu_time();
-    let started = Instant::now();
+/// Sends `count` copies of `payload` a→b while b reads them; returns the bytes b received.
+async fn stream(link: &impl Link, payload: Bytes, count: usize) -> anyhow::Result<usize> {
     let sender = async {
         for _ in 0..count {
             link.send_ab(payload.clone()).await?;
@@ -32,14 +28,21 @@ pub async fn throughput(link: &impl Link, size: usize, total: usize) -> anyhow::
     };
     let receiver = async {
         let mut bytes = 0usize;
-        while bytes < count * size {
+        for _ in 0..count {
             bytes += link.recv_b().await?.len();
         }
         anyhow::Ok(bytes)
     };
     let (sent, received) = tokio::join!(sender, receiver);
     sent?;
-    let bytes = received?;
+    received
+}
+
+/// Sends `total` bytes a→b as `size`-byte messages; returns MB/s and CPU seconds per GB.
+pub async fn throughput(link: &impl Link, size: usize, total: usize) -> anyhow::Result<(f64, f64)> {
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    let bytes = stream(link, Bytes::from(vec![0x5a; size]), total.div_ceil(size)).await?;
     let elapsed = started.elapsed();
     let cpu_per_gb = match (cpu_before, cpu_time()) {
         (Some(before), Some(after)) => (after - before).as_secs_f64() / (bytes as f64 / 1e9),
@@ -50,23 +53,8 @@ pub async fn throughput(link: &impl Link, size: usize, total: usize) -> anyhow::
 
 /// Messages per second for `count` 64-byte messages a→b.
 pub async fn message_rate(link: &impl Link, count: usize) -> anyhow::Result<f64> {
-    let payload = Bytes::from(vec![0x64; 64]);
     let started = Instant::now();
-    let sender = async {
-        for _ in 0..count {
-            link.send_ab(payload.clone()).await?;
-        }
-        anyhow::Ok(())
-    };
-    let receiver = async {
-        for _ in 0..count {
-            link.recv_b().await?;
-        }
-        anyhow::Ok(())
-    };
-    let (sent, received) = tokio::join!(sender, receiver);
-    sent?;
-    received?;
+    stream(link, Bytes::from(vec![0x64; 64]), count).await?;
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
