@@ -127,6 +127,28 @@ async fn close_right_after_a_10_mib_burst_delivers_the_last_message() {
     ));
 }
 
+/// The peer closes first (the FIN exchange completes and our link ends); our own `close`
+/// afterwards is still `Ok`: everything we sent was read. Our link's end and the driver's
+/// removal of it race (CI once saw `PeerNotConnected` there), so the test sweeps the delay
+/// between the peer's close and ours across that window.
+#[tokio::test]
+async fn close_after_the_peer_closed_first_is_ok() {
+    let bridge = bridge().await;
+    for delay_ms in 0..25u64 {
+        let room = format!("close-second-{delay_ms}");
+        let (a, b, a_id, b_id) = pair(&bridge, &room, |c| c).await;
+        b.send(&a_id, b"last words".to_vec()).await.unwrap();
+        a.send(&b_id, b"bye".to_vec()).await.unwrap();
+        a.close().await.expect("a's close completes the handshake");
+        assert_eq!(recv(&b).await.data.as_ref(), b"bye");
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if let Err(e) = b.close().await {
+            panic!("b closing {delay_ms} ms after a: {e}");
+        }
+        b.close().await.expect("closing twice is harmless");
+    }
+}
+
 #[tokio::test]
 async fn small_message_overtakes_a_large_transfer() {
     let bridge = bridge().await;

@@ -13,6 +13,7 @@ use crate::event::{Event, Message};
 use crate::signaling::protocol::PeerId;
 use bytes::Bytes;
 use futures::channel::oneshot;
+use std::sync::{Arc, Mutex};
 
 /// A request to a peer's writer task. The reader task also speaks through this queue, so the
 /// writer sees the peer's control frames in the order they arrived.
@@ -52,10 +53,14 @@ pub(crate) struct LinkSettings {
     pub(crate) send_queue_messages: usize,
 }
 
+/// How a link's writer task ended, shared with its handles: `None` while it runs.
+pub(crate) type LinkOutcome = Arc<Mutex<Option<Result<()>>>>;
+
 /// Handle on a running link, kept in the transport's peer table.
 #[derive(Clone)]
 pub(crate) struct LinkHandle {
     writer: async_channel::Sender<WriteCmd>,
+    outcome: LinkOutcome,
 }
 
 impl LinkHandle {
@@ -71,14 +76,33 @@ impl LinkHandle {
     }
 
     /// Delivers everything queued, exchanges FIN / FIN_ACK both ways, then closes the channel.
+    ///
+    /// If the link already ended (the peer closed first), answers how it ended: `Ok` after a
+    /// completed FIN exchange, since then everything we sent was read.
     pub(crate) async fn close(&self, peer: &PeerId, timeout_ms: u64) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.writer
+        if self
+            .writer
             .send(WriteCmd::Close { done, timeout_ms })
             .await
-            .map_err(|_| Error::PeerNotConnected(peer.clone()))?;
-        wait.await
-            .map_err(|_| Error::PeerNotConnected(peer.clone()))?
+            .is_err()
+        {
+            return self.ended(peer);
+        }
+        match wait.await {
+            Ok(outcome) => outcome,
+            Err(_) => self.ended(peer),
+        }
+    }
+
+    /// The recorded outcome of a writer that is gone.
+    fn ended(&self, peer: &PeerId) -> Result<()> {
+        let recorded = self
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        recorded.unwrap_or_else(|| Err(Error::PeerNotConnected(peer.clone())))
     }
 }
 
@@ -99,12 +123,14 @@ pub(crate) fn start(
 ) -> LinkHandle {
     let (writer_tx, writer_rx) = async_channel::bounded(settings.send_queue_messages.max(1));
     let encoder = FrameEncoder::new(settings.limits);
+    let outcome = LinkOutcome::default();
     let writer = writer::Writer::new(
         peer.clone(),
         channel,
         encoder,
         settings,
         sinks.events.clone(),
+        outcome.clone(),
     );
     backend::spawn(writer.run(writer_rx));
     let reader = reader::Reader::new(
@@ -114,5 +140,8 @@ pub(crate) fn start(
         sinks,
     );
     backend::spawn(reader.run(frames));
-    LinkHandle { writer: writer_tx }
+    LinkHandle {
+        writer: writer_tx,
+        outcome,
+    }
 }

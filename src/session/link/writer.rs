@@ -2,7 +2,7 @@
 //! is never stuck behind a large one for more than one frame), pauses while the channel's
 //! `bufferedAmount` is above the high-water mark, and runs the close handshake.
 
-use super::{LinkSettings, WriteCmd};
+use super::{LinkOutcome, LinkSettings, WriteCmd};
 use crate::backend::{self, RtcChannel};
 use crate::codec::{Control, FrameEncoder, OutboundQueue};
 use crate::error::{Error, Result};
@@ -47,6 +47,8 @@ pub(super) struct Writer {
     settings: LinkSettings,
     events: async_channel::Sender<Event>,
     closing: Closing,
+    /// Set once, when the task ends, for `close` calls that arrive after it.
+    outcome: LinkOutcome,
 }
 
 enum Wake {
@@ -61,6 +63,7 @@ impl Writer {
         encoder: FrameEncoder,
         settings: LinkSettings,
         events: async_channel::Sender<Event>,
+        outcome: LinkOutcome,
     ) -> Self {
         Writer {
             peer,
@@ -70,6 +73,7 @@ impl Writer {
             settings,
             events,
             closing: Closing::default(),
+            outcome,
         }
     }
 
@@ -222,6 +226,8 @@ impl Writer {
     }
 
     async fn finish(mut self, outcome: Result<()>) {
+        // Recorded first: a `close` racing with the end must find it once the queue is gone.
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
         self.channel.close().await;
         let closed = Error::PeerNotConnected(self.peer.clone());
         for done in self.queue.drain() {
