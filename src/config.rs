@@ -23,6 +23,60 @@ impl IceServer {
             ..Default::default()
         }
     }
+
+    /// A TURN server with its long-term credentials (RFC 8489 §9.2), e.g.
+    /// `IceServer::turn("turn:198.18.0.1:3478", "alice", "secret")`.
+    pub fn turn(
+        url: impl Into<String>,
+        username: impl Into<String>,
+        credential: impl Into<String>,
+    ) -> Self {
+        IceServer {
+            urls: vec![url.into()],
+            username: username.into(),
+            credential: credential.into(),
+        }
+    }
+
+    /// The `turn:` / `turns:` URLs among `urls`.
+    pub fn turn_urls(&self) -> impl Iterator<Item = &str> {
+        self.urls
+            .iter()
+            .map(String::as_str)
+            .filter(|url| url.starts_with("turn:") || url.starts_with("turns:"))
+    }
+}
+
+/// Which local candidates ICE may use, as `RTCConfiguration.iceTransportPolicy` (W3C
+/// webrtc-pc §4.2.1, `RTCIceTransportPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IceTransportPolicy {
+    /// Every candidate: host, server-reflexive, peer-reflexive and relay. The default.
+    #[default]
+    All,
+    /// Relay candidates only: all traffic goes through a TURN server, and the peer never
+    /// learns our addresses. Needs at least one `turn:` server (or
+    /// [`TransportConfig::turn_credentials_from_bridge`]).
+    Relay,
+}
+
+impl IceTransportPolicy {
+    /// The W3C name: `"all"` or `"relay"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IceTransportPolicy::All => "all",
+            IceTransportPolicy::Relay => "relay",
+        }
+    }
+
+    /// Parses the W3C name (`"all"` or `"relay"`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "all" => Some(IceTransportPolicy::All),
+            "relay" => Some(IceTransportPolicy::Relay),
+            _ => None,
+        }
+    }
 }
 
 /// Delivery guarantees of the data channel (RFC 8831 §6.1, `ordered` / `maxRetransmits`).
@@ -105,6 +159,12 @@ pub struct TransportConfig {
     pub room: String,
     /// ICE servers; default none (host candidates only: LAN and loopback).
     pub ice_servers: Vec<IceServer>,
+    /// Which local candidates ICE may use (default [`IceTransportPolicy::All`]).
+    pub ice_transport_policy: IceTransportPolicy,
+    /// Use the short-lived TURN credentials the bridge hands out in its welcome (bridge
+    /// started with a TURN secret, `docs/turn.md`), in addition to `ice_servers`. `connect`
+    /// fails with [`Error::Config`] if the bridge offers none. Default `false`.
+    pub turn_credentials_from_bridge: bool,
     /// Kind of data channel we open to peers we offer to; towards a peer that offered, we use
     /// the kind it chose (so two differently configured peers still connect).
     pub channel: ChannelKind,
@@ -165,6 +225,8 @@ impl TransportConfig {
                 signaling_url: signaling_url.into(),
                 room: room.into(),
                 ice_servers: Vec::new(),
+                ice_transport_policy: IceTransportPolicy::All,
+                turn_credentials_from_bridge: false,
                 channel: ChannelKind::default(),
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
@@ -221,14 +283,30 @@ impl TransportConfig {
                 return Err(Error::Config("an ICE server has no URL".into()));
             }
             for url in &server.urls {
-                // RFC 7064 (stun:, stuns:) and RFC 7065 (turn:, turns:) URI schemes.
-                let scheme = url.split_once(':').map(|(scheme, _)| scheme);
-                if !matches!(scheme, Some("stun" | "stuns" | "turn" | "turns")) {
-                    return Err(Error::Config(format!(
-                        "ICE server URL {url:?} must start with stun:, stuns:, turn: or turns:"
-                    )));
-                }
+                validate_ice_url(url).map_err(Error::Config)?;
             }
+            if server.turn_urls().next().is_some()
+                && (server.username.is_empty() || server.credential.is_empty())
+            {
+                // Browsers throw InvalidAccessError here; webrtc-rs would only log and skip it.
+                return Err(Error::Config(format!(
+                    "TURN server {:?} needs a username and a credential",
+                    server.urls.join(" ")
+                )));
+            }
+        }
+        if self.ice_transport_policy == IceTransportPolicy::Relay
+            && !self.turn_credentials_from_bridge
+            && !self
+                .ice_servers
+                .iter()
+                .any(|s| s.turn_urls().next().is_some())
+        {
+            return Err(Error::Config(
+                "ice_transport_policy Relay needs a turn: or turns: ICE server (or TURN \
+                 credentials from the bridge)"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -253,6 +331,55 @@ impl TransportConfig {
     }
 }
 
+/// Checks an ICE server URL against RFC 7064 (`stun:`, `stuns:`) and RFC 7065 (`turn:`,
+/// `turns:`): `scheme:host[:port][?transport=udp|tcp]`, `transport` only for TURN.
+fn validate_ice_url(url: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("ICE server URL {url:?} {why}"));
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return bad("must start with stun:, stuns:, turn: or turns:");
+    };
+    if !matches!(scheme, "stun" | "stuns" | "turn" | "turns") {
+        return bad("must start with stun:, stuns:, turn: or turns:");
+    }
+    let (hostport, query) = match rest.split_once('?') {
+        Some((hostport, query)) => (hostport, Some(query)),
+        None => (rest, None),
+    };
+    if let Some(query) = query {
+        if !scheme.starts_with("turn") {
+            return bad("has a query, which only turn: and turns: URLs may have");
+        }
+        if !matches!(query, "transport=udp" | "transport=tcp") {
+            return bad("may only end with ?transport=udp or ?transport=tcp");
+        }
+    }
+    // An IPv6 literal is bracketed (`[2001:db8::1]:3478`); anything else splits at its ':'.
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => match port.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return bad("has text after its IPv6 address"),
+            },
+            None => return bad("has an unclosed '['"),
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() || host.starts_with("//") || host.contains(['/', '@', ' ']) {
+        return bad("needs a host name or address right after the scheme (scheme:host:port)");
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return bad("has a port that is not a number from 1 to 65535");
+        }
+    }
+    Ok(())
+}
+
 /// Builder for [`TransportConfig`].
 #[derive(Clone, Debug)]
 pub struct TransportConfigBuilder {
@@ -264,6 +391,20 @@ impl TransportConfigBuilder {
     /// Adds an ICE server (repeatable).
     pub fn ice_server(mut self, server: IceServer) -> Self {
         self.config.ice_servers.push(server);
+        self
+    }
+
+    /// Which local candidates ICE may use (default [`IceTransportPolicy::All`]);
+    /// [`IceTransportPolicy::Relay`] sends everything through TURN.
+    pub fn ice_transport_policy(mut self, policy: IceTransportPolicy) -> Self {
+        self.config.ice_transport_policy = policy;
+        self
+    }
+
+    /// Also use the TURN credentials the bridge hands out (default off); see
+    /// [`TransportConfig::turn_credentials_from_bridge`].
+    pub fn turn_credentials_from_bridge(mut self, enabled: bool) -> Self {
+        self.config.turn_credentials_from_bridge = enabled;
         self
     }
 
@@ -392,18 +533,74 @@ mod tests {
     fn ice_server_urls_need_a_stun_or_turn_scheme() {
         let with = |url: &str| {
             TransportConfig::builder("ws://h/ws", "r")
-                .ice_server(IceServer::new(url))
+                .ice_server(IceServer::turn(url, "u", "c"))
                 .build()
         };
         assert!(with("stun:198.18.0.1:3478").is_ok());
+        assert!(with("stun:198.18.0.1").is_ok());
         assert!(with("turns:relay.example:5349?transport=tcp").is_ok());
+        assert!(with("turn:[2001:db8::1]:3478?transport=udp").is_ok());
         let err = with("nonsense").unwrap_err();
         assert!(
             err.to_string()
                 .contains("must start with stun:, stuns:, turn: or turns:"),
             "{err}"
         );
-        assert!(matches!(with("http://x"), Err(Error::Config(_))));
+        for bad in [
+            "http://x",
+            "turn:",
+            "turn://host:3478",
+            "turn:host:0",
+            "turn:host:port",
+            "turn:host:70000",
+            "turn:host:3478?transport=sctp",
+            "stun:host:3478?transport=udp",
+            "turn:[::1:3478",
+            "turn:user@host",
+        ] {
+            assert!(matches!(with(bad), Err(Error::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn turn_needs_credentials_and_relay_needs_turn() {
+        let err = TransportConfig::builder("ws://h/ws", "r")
+            .ice_server(IceServer::new("turn:198.18.0.1:3478"))
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("needs a username and a credential"),
+            "{err}"
+        );
+        // STUN needs none.
+        assert!(TransportConfig::builder("ws://h/ws", "r")
+            .ice_server(IceServer::new("stun:198.18.0.1:3478"))
+            .build()
+            .is_ok());
+        let relay = || {
+            TransportConfig::builder("ws://h/ws", "r")
+                .ice_transport_policy(IceTransportPolicy::Relay)
+        };
+        let err = relay()
+            .ice_server(IceServer::new("stun:198.18.0.1:3478"))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("needs a turn:"), "{err}");
+        assert!(relay()
+            .ice_server(IceServer::turn("turn:198.18.0.1:3478", "u", "c"))
+            .build()
+            .is_ok());
+        assert!(relay().turn_credentials_from_bridge(true).build().is_ok());
+    }
+
+    #[test]
+    fn policy_names_are_the_w3c_ones() {
+        for p in [IceTransportPolicy::All, IceTransportPolicy::Relay] {
+            assert_eq!(IceTransportPolicy::from_name(p.as_str()), Some(p));
+        }
+        assert_eq!(IceTransportPolicy::from_name("Relay"), None);
+        assert_eq!(IceTransportPolicy::default(), IceTransportPolicy::All);
     }
 
     #[test]

@@ -44,6 +44,30 @@ pub enum Error {
         /// The underlying error text.
         reason: String,
     },
+    /// ICE gathering completed without a single relay candidate although TURN servers are
+    /// configured: every allocation failed (wrong username/credential, server unreachable, or
+    /// a URL the backend cannot use — webrtc-rs only does `turn:` over UDP). Reported soon
+    /// after the connection attempt starts, not after a connect timeout.
+    #[error(
+        "no relay candidate from TURN server {} for peer {peer}: allocation failed \
+         (check username/credential) or server unreachable{}{}",
+        servers.join(", "),
+        if details.is_empty() { "" } else { "; " },
+        details.join("; ")
+    )]
+    Turn {
+        /// The remote peer whose connection needed the relay.
+        peer: PeerId,
+        /// The configured `turn:` / `turns:` URLs.
+        servers: Vec<String>,
+        /// What the ICE agent reported per failed server, when it says (the browser's
+        /// `icecandidateerror`: `"<url>: <errorCode> <errorText>"`, e.g. 401 Unauthorized).
+        details: Vec<String>,
+        /// `true` with `IceTransportPolicy::Relay`: the attempt was abandoned (reported as
+        /// the reason of `Event::PeerDisconnected`). `false` with `All`: only reported
+        /// (`Event::Error`), as a direct path may still work.
+        fatal: bool,
+    },
     /// The peer dropped a message we sent: its reassembly memory cap
     /// (`max_reassembly_bytes`) was exceeded or a fragment was malformed. The channel stays up.
     #[error("peer {peer} refused a message (its reassembly cap was exceeded)")]

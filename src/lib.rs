@@ -21,6 +21,7 @@ pub mod codec;
 mod config;
 mod error;
 mod event;
+mod ice;
 pub mod sdp;
 mod session;
 pub mod signaling;
@@ -28,14 +29,16 @@ mod transport;
 
 pub use bytes::Bytes;
 pub use config::{
-    ChannelKind, IceServer, TransportConfig, TransportConfigBuilder, DEFAULT_CLOSE_TIMEOUT_MS,
-    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS, DEFAULT_ICE_FAILED_TIMEOUT_MS,
-    DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RECEIVE_QUEUE_FRAMES,
-    DEFAULT_RECEIVE_QUEUE_MESSAGES, DEFAULT_RECONNECT_ATTEMPTS, DEFAULT_RECONNECT_BACKOFF_MS,
-    DEFAULT_SEND_HIGH_WATER_BYTES, DEFAULT_SEND_LOW_WATER_BYTES, DEFAULT_SEND_QUEUE_MESSAGES,
+    ChannelKind, IceServer, IceTransportPolicy, TransportConfig, TransportConfigBuilder,
+    DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS,
+    DEFAULT_ICE_FAILED_TIMEOUT_MS, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RECEIVE_QUEUE_FRAMES, DEFAULT_RECEIVE_QUEUE_MESSAGES, DEFAULT_RECONNECT_ATTEMPTS,
+    DEFAULT_RECONNECT_BACKOFF_MS, DEFAULT_SEND_HIGH_WATER_BYTES, DEFAULT_SEND_LOW_WATER_BYTES,
+    DEFAULT_SEND_QUEUE_MESSAGES,
 };
 pub use error::{Error, Result};
 pub use event::{Event, Message};
+pub use ice::{CandidateInfo, CandidatePair, CandidateType};
 pub use signaling::protocol::PeerId;
 pub use transport::Transport;
 

@@ -1,12 +1,15 @@
 //! [`Transport`]: the public handle. Same type and methods on native and in the browser.
 
 use crate::backend;
-use crate::config::TransportConfig;
+use crate::config::{IceServer, TransportConfig};
 use crate::error::{Error, Result};
 use crate::event::{Event, Message};
+use crate::ice::CandidatePair;
 use crate::session::driver::{lock, Command, Driver, LinkTable};
 use crate::session::link::{LinkHandle, Sinks};
-use crate::signaling::protocol::{ClientMessage, PeerId, ServerMessage, PROTOCOL_VERSION};
+use crate::signaling::protocol::{
+    ClientMessage, PeerId, ServerMessage, TurnCredentials, PROTOCOL_VERSION,
+};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{self, Either};
@@ -51,13 +54,13 @@ impl Transport {
     /// Errors: [`Error::Config`], [`Error::Signaling`] (server unreachable or closed),
     /// [`Error::Rejected`] (e.g. room full), [`Error::Timeout`] after
     /// `config.connect_timeout_ms` without a welcome (handshake and join included).
-    pub async fn connect(config: TransportConfig) -> Result<Transport> {
+    pub async fn connect(mut config: TransportConfig) -> Result<Transport> {
         config.validate()?;
         // One deadline for the WebSocket handshake, the join and the welcome: a server that
         // accepts TCP and then says nothing must not hang us.
         let joining = join_room(&config);
         let timeout = backend::sleep_ms(config.connect_timeout_ms);
-        let (signal_tx, from_bridge, peer_id, peers) =
+        let (signal_tx, from_bridge, peer_id, peers, turn) =
             match future::select(Box::pin(joining), Box::pin(timeout)).await {
                 Either::Left((result, _)) => result?,
                 Either::Right(_) => {
@@ -67,6 +70,23 @@ impl Transport {
                     })
                 }
             };
+        if config.turn_credentials_from_bridge {
+            let Some(turn) = turn else {
+                // Leaving politely is best effort: the error is what matters.
+                let _ = signal_tx.send(ClientMessage::Leave.to_json()).await;
+                return Err(Error::Config(format!(
+                    "turn_credentials_from_bridge is set but the bridge at {} hands out no TURN \
+                     credentials (start it with a TURN secret: docs/turn.md)",
+                    config.signaling_url
+                )));
+            };
+            config.ice_servers.push(IceServer {
+                urls: turn.urls,
+                username: turn.username,
+                credential: turn.credential,
+            });
+            config.validate()?;
+        }
         let (message_tx, messages) = async_channel::bounded(config.receive_queue_messages);
         let (event_tx, events) = async_channel::bounded(EVENT_QUEUE);
         let (rtc_tx, rtc_rx) = async_channel::bounded(256);
@@ -168,6 +188,26 @@ impl Transport {
             .ok_or_else(|| Error::PeerNotConnected(peer.clone()))
     }
 
+    /// The ICE candidate pair the connection to `peer` uses now: candidate types (host,
+    /// srflx, prflx, relay), addresses, ports and protocol of both ends. `local` is a relay
+    /// candidate when our traffic goes through TURN ([`CandidatePair::is_relayed`]). Native:
+    /// webrtc-rs's ICE agent; browser: `getStats()` (the transport's selected pair).
+    ///
+    /// Errors: [`Error::PeerNotConnected`] (no open channel to `peer`), [`Error::Rtc`] (the
+    /// stack has no selected pair, e.g. the connection just failed), [`Error::Closed`].
+    pub async fn selected_candidate_pair(&self, peer: &PeerId) -> Result<CandidatePair> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::SelectedPair {
+            peer: peer.clone(),
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
     /// Closes without losing data: every message accepted by `send` is delivered and
     /// acknowledged (FIN / FIN_ACK, see `docs/frame.md`) before the channels close; then leaves
     /// the room. Waits at most `close_timeout_ms` per peer. Afterwards `recv` and `next_event`
@@ -216,6 +256,7 @@ async fn join_room(
     async_channel::Receiver<String>,
     PeerId,
     Vec<PeerId>,
+    Option<TurnCredentials>,
 )> {
     let (signal_tx, from_bridge) = backend::connect_signaling(&config.signaling_url).await?;
     let join = ClientMessage::Join {
@@ -226,18 +267,23 @@ async fn join_room(
         .send(join.to_json())
         .await
         .map_err(|_| closed_early(config))?;
-    let (peer_id, peers) = wait_for_welcome(&from_bridge, config).await?;
-    Ok((signal_tx, from_bridge, peer_id, peers))
+    let (peer_id, peers, turn) = wait_for_welcome(&from_bridge, config).await?;
+    Ok((signal_tx, from_bridge, peer_id, peers, turn))
 }
 
 async fn wait_for_welcome(
     from_bridge: &async_channel::Receiver<String>,
     config: &TransportConfig,
-) -> Result<(PeerId, Vec<PeerId>)> {
+) -> Result<(PeerId, Vec<PeerId>, Option<TurnCredentials>)> {
     loop {
         let text = from_bridge.recv().await.map_err(|_| closed_early(config))?;
         match ServerMessage::parse(&text)? {
-            ServerMessage::Welcome { peer_id, peers, .. } => return Ok((peer_id, peers)),
+            ServerMessage::Welcome {
+                peer_id,
+                peers,
+                turn,
+                ..
+            } => return Ok((peer_id, peers, turn)),
             ServerMessage::Error { code, message } => {
                 return Err(Error::Rejected { code, message })
             }

@@ -130,6 +130,7 @@ impl Client {
                 peer_id,
                 room: r,
                 peers,
+                ..
             } => {
                 assert_eq!(v, PROTOCOL_VERSION);
                 assert_eq!(r, room);

@@ -1,12 +1,14 @@
 //! One webrtc-rs `RTCPeerConnection` per remote peer, with one data channel.
 
-use crate::config::{ChannelKind, TransportConfig};
+use crate::config::{ChannelKind, IceTransportPolicy, TransportConfig};
 use crate::error::{Error, Result};
+use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
 use crate::sdp;
 use crate::session::ConnId;
 use crate::session::RtcEvent;
 use crate::signaling::protocol::Signal;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
@@ -14,10 +16,12 @@ use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice::mdns::MulticastDnsMode;
-use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
@@ -58,6 +62,15 @@ impl RtcPeer {
                 (config.ice_disconnected_timeout_ms / 3).clamp(100, 2_000)
             )),
         );
+        let policy = match config.ice_transport_policy {
+            IceTransportPolicy::All => RTCIceTransportPolicy::All,
+            IceTransportPolicy::Relay => {
+                // Every pair is a relay pair: waiting (2 s by default) for a better one to
+                // show up before nominating only delays the open.
+                settings.set_relay_acceptance_min_wait(Some(std::time::Duration::ZERO));
+                RTCIceTransportPolicy::Relay
+            }
+        };
         let api = APIBuilder::new().with_setting_engine(settings).build();
         let ice_servers = config
             .ice_servers
@@ -71,6 +84,7 @@ impl RtcPeer {
         let pc = api
             .new_peer_connection(RTCConfiguration {
                 ice_servers,
+                ice_transport_policy: policy,
                 ..Default::default()
             })
             .await
@@ -88,12 +102,28 @@ impl RtcPeer {
         Ok(this)
     }
 
+    /// Trickles local candidates, counting relay ones; `None` (gathering complete) reports
+    /// the count, so a TURN server that gave nothing is noticed at once.
     fn forward_candidates(&self) {
         let (events, peer) = (self.events.clone(), self.peer.clone());
+        let relays = Arc::new(AtomicUsize::new(0));
         self.pc.on_ice_candidate(Box::new(move |candidate| {
-            let (events, peer) = (events.clone(), peer.clone());
+            let (events, peer, relays) = (events.clone(), peer.clone(), Arc::clone(&relays));
             Box::pin(async move {
-                let Some(init) = candidate.and_then(|c| c.to_json().ok()) else {
+                let Some(candidate) = candidate else {
+                    let gathered = Gathered {
+                        relay_candidates: relays.load(Ordering::Relaxed),
+                        turn_errors: Vec::new(),
+                    };
+                    let _ = events
+                        .send(RtcEvent::GatheringDone { peer, gathered })
+                        .await;
+                    return;
+                };
+                if candidate.typ == RTCIceCandidateType::Relay {
+                    relays.fetch_add(1, Ordering::Relaxed);
+                }
+                let Ok(init) = candidate.to_json() else {
                     return;
                 };
                 let signal = Signal::Candidate {
@@ -221,6 +251,25 @@ impl RtcPeer {
             .map_err(|e| rtc_error(&self.peer, e))
     }
 
+    /// The candidate pair the ICE agent selected (through SCTP → DTLS → ICE transport).
+    pub(crate) async fn selected_candidate_pair(&self) -> Result<CandidatePair> {
+        let pair = self
+            .pc
+            .sctp()
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await
+            .ok_or_else(|| Error::Rtc {
+                peer: self.peer.peer.clone(),
+                reason: "no selected ICE candidate pair".into(),
+            })?;
+        Ok(CandidatePair {
+            local: candidate_info(&pair.local),
+            remote: candidate_info(&pair.remote),
+        })
+    }
+
     /// Closes the connection and its channels.
     pub(crate) async fn close(&self) {
         if let Err(e) = self.pc.close().await {
@@ -321,6 +370,21 @@ impl RtcChannel {
     /// Closes the data channel.
     pub(crate) async fn close(&self) {
         let _ = self.dc.close().await;
+    }
+}
+
+fn candidate_info(c: &RTCIceCandidate) -> CandidateInfo {
+    let candidate_type = match c.typ {
+        RTCIceCandidateType::Srflx => CandidateType::Srflx,
+        RTCIceCandidateType::Prflx => CandidateType::Prflx,
+        RTCIceCandidateType::Relay => CandidateType::Relay,
+        RTCIceCandidateType::Host | RTCIceCandidateType::Unspecified => CandidateType::Host,
+    };
+    CandidateInfo {
+        candidate_type,
+        address: c.address.clone(),
+        port: c.port,
+        protocol: c.protocol.to_string(),
     }
 }
 

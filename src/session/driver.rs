@@ -9,6 +9,7 @@ use crate::backend::RtcPeer;
 use crate::config::TransportConfig;
 use crate::error::Error;
 use crate::event::Event;
+use crate::ice::{self, CandidatePair};
 use crate::sdp;
 use crate::signaling::negotiation::{check_description, role_for, Introduction, Role};
 use crate::signaling::protocol::{ClientMessage, PeerId, SdpType, ServerMessage, Signal};
@@ -24,6 +25,11 @@ pub(crate) type LinkTable = Arc<Mutex<HashMap<PeerId, LinkHandle>>>;
 pub(crate) enum Command {
     /// Leave the room, close every peer connection, stop.
     Shutdown { done: oneshot::Sender<()> },
+    /// The selected ICE candidate pair of the current connection to `peer`.
+    SelectedPair {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<CandidatePair, Error>>,
+    },
 }
 
 struct PeerState {
@@ -148,6 +154,17 @@ impl Driver {
                 Input::Timer(Timer::Retry, peer, generation) => self.retry(peer, generation).await,
                 Input::Timer(Timer::OpenDeadline, peer, generation) => {
                     self.check_opened(peer, generation).await
+                }
+                Input::Command(Command::SelectedPair { peer, reply }) => {
+                    let pair = match self.peers.get(&peer) {
+                        Some(PeerState {
+                            rtc: Some(rtc),
+                            connected: true,
+                            ..
+                        }) => rtc.selected_candidate_pair().await,
+                        _ => Err(Error::PeerNotConnected(peer)),
+                    };
+                    let _ = reply.send(pair);
                 }
                 Input::Command(Command::Shutdown { done }) => {
                     self.shutdown().await;
@@ -328,7 +345,10 @@ impl Driver {
                 state.remote_max_message_size = remote_max;
                 match &state.rtc {
                     Some(rtc) => rtc.accept_answer(sdp).await?,
-                    None => return Err(Error::PeerNotConnected(from.clone())),
+                    // The attempt was abandoned (and reported) before its answer came.
+                    None => {
+                        tracing::debug!(peer = %from, "answer for an abandoned attempt ignored")
+                    }
                 }
             }
         }
@@ -394,6 +414,36 @@ impl Driver {
                 }
                 if new_failure {
                     self.schedule_retry(peer, generation);
+                }
+            }
+            RtcEvent::GatheringDone {
+                peer: conn,
+                gathered,
+            } => {
+                let Some(error) = ice::turn_failure(&self.config, &conn.peer, &gathered) else {
+                    return;
+                };
+                tracing::warn!(peer = %conn.peer, "{error}");
+                if !matches!(error, Error::Turn { fatal: true, .. }) {
+                    self.emit(Event::Error(error));
+                    return;
+                }
+                // Relay-only with no relay candidate can never connect: fail now rather than
+                // at the open deadline, with the error that says why.
+                let Some(state) = self.peers.get_mut(&conn.peer) else {
+                    return;
+                };
+                if let Some(rtc) = state.rtc.take() {
+                    rtc.close().await;
+                }
+                lock(&self.links).remove(&conn.peer);
+                state.connected = false;
+                if !std::mem::replace(&mut state.failure_reported, true) {
+                    self.emit(Event::PeerDisconnected {
+                        peer: conn.peer.clone(),
+                        reason: Some(error),
+                    });
+                    self.schedule_retry(conn.peer, conn.generation);
                 }
             }
         }

@@ -7,6 +7,7 @@ pub(crate) mod link;
 
 use crate::backend::RtcChannel;
 use crate::config::ChannelKind;
+use crate::ice::Gathered;
 use crate::signaling::protocol::{PeerId, Signal};
 use bytes::Bytes;
 
@@ -43,6 +44,9 @@ pub(crate) enum RtcEvent {
         peer: ConnId,
         reason: Option<String>,
     },
+    /// Local ICE gathering completed: what it yielded, to spot a TURN server that gave
+    /// nothing (see [`crate::ice::turn_failure`]).
+    GatheringDone { peer: ConnId, gathered: Gathered },
 }
 
 impl RtcEvent {
@@ -51,7 +55,8 @@ impl RtcEvent {
         match self {
             RtcEvent::LocalCandidate { peer, .. }
             | RtcEvent::ChannelOpen { peer, .. }
-            | RtcEvent::Closed { peer, .. } => peer,
+            | RtcEvent::Closed { peer, .. }
+            | RtcEvent::GatheringDone { peer, .. } => peer,
         }
     }
 }

@@ -57,6 +57,7 @@ use tower_http::services::ServeDir;
 use super::protocol::{ErrorCode, PeerId, ServerMessage, MAX_MESSAGE_BYTES};
 use super::rate_limit::{RateLimit, RateLimiter, Verdict};
 use super::rooms::{ConnId, Outgoing, Rooms, DEFAULT_MAX_PEERS_PER_ROOM};
+use super::turn::TurnConfig;
 
 /// Largest WebSocket message (and frame) the bridge reads, bytes: [`MAX_MESSAGE_BYTES`] plus
 /// 16 KiB. Text between the two limits is answered with a `too-large` error and the connection
@@ -146,6 +147,10 @@ pub struct BridgeConfig {
     /// (half-open TCP); its room hears `peer-left`. Keep it a few times `ping_interval`.
     /// `Duration::ZERO` disables the check. Default [`DEFAULT_IDLE_TIMEOUT`] (60 s).
     pub idle_timeout: Duration,
+    /// A TURN server sharing a secret with the bridge: each `welcome` then carries
+    /// short-lived credentials for it (`turn`, see [`super::turn`] and `docs/turn.md`).
+    /// Default `None`: welcomes carry no TURN credentials.
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for BridgeConfig {
@@ -164,6 +169,7 @@ impl Default for BridgeConfig {
             join_timeout: DEFAULT_JOIN_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            turn: None,
         }
     }
 }
@@ -426,6 +432,7 @@ struct HubState {
     rooms: Rooms,
     conns: HashMap<ConnId, ConnHandle>,
     shutting_down: bool,
+    turn: Option<TurnConfig>,
 }
 
 /// The limits of [`BridgeConfig`] as the connection tasks use them: minimums applied, and
@@ -480,6 +487,7 @@ impl Hub {
                 rooms,
                 conns: HashMap::new(),
                 shutting_down: false,
+                turn: config.turn.clone(),
             }),
             next_conn: AtomicU64::new(1),
             live: watch::Sender::new(0),
@@ -638,7 +646,8 @@ impl HubState {
             match action {
                 Outgoing::Send { to, message } => {
                     log_message(to, &message);
-                    self.push(to, Outbound::Text(message.to_json()));
+                    let text = self.with_turn(message).to_json();
+                    self.push(to, Outbound::Text(text));
                 }
                 Outgoing::Close { conn } => self.push(
                     conn,
@@ -649,6 +658,37 @@ impl HubState {
                 ),
             }
         }
+    }
+
+    /// Adds TURN credentials for the welcomed peer to a `welcome`, when configured. Done here
+    /// rather than in [`Rooms`], which stays free of secrets and clocks.
+    fn with_turn(&self, message: ServerMessage) -> ServerMessage {
+        let (
+            Some(config),
+            ServerMessage::Welcome {
+                v,
+                peer_id,
+                room,
+                peers,
+                turn: None,
+            },
+        ) = (&self.turn, &message)
+        else {
+            return message;
+        };
+        let welcome = ServerMessage::Welcome {
+            v: *v,
+            turn: Some(config.credentials_for(peer_id)),
+            peer_id: peer_id.clone(),
+            room: room.clone(),
+            peers: peers.clone(),
+        };
+        // Rooms bounded the welcome without credentials; never send what a client refuses.
+        if welcome.to_json().len() > MAX_MESSAGE_BYTES {
+            tracing::warn!(peer = %peer_id, "welcome too large with TURN credentials; sent without");
+            return message;
+        }
+        welcome
     }
 
     /// Queues one item for `conn`. A full queue disconnects `conn`; that disconnect's

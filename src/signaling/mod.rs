@@ -8,3 +8,6 @@ pub mod rooms;
 
 #[cfg(all(feature = "bridge", not(target_arch = "wasm32")))]
 pub mod bridge;
+
+#[cfg(all(feature = "bridge", not(target_arch = "wasm32")))]
+pub mod turn;

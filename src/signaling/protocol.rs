@@ -93,6 +93,34 @@ pub enum Signal {
     },
 }
 
+/// TURN credentials handed out by the bridge (the TURN REST API scheme,
+/// draft-uberti-behave-turn-rest-00, as coturn's `use-auth-secret` checks them):
+/// `username` is `"<expiry, Unix seconds>:<peer id>"` and `credential` is
+/// `base64(HMAC-SHA1(shared secret, username))`. The shape of a W3C `RTCIceServer`, plus `ttl`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnCredentials {
+    /// `turn:` / `turns:` URLs the credentials are good for.
+    pub urls: Vec<String>,
+    /// `"<expiry-unix-seconds>:<peer id>"`.
+    pub username: String,
+    /// Base64 of HMAC-SHA1(secret, username).
+    pub credential: String,
+    /// Seconds the credentials stay valid from when they were issued.
+    pub ttl: u64,
+}
+
+impl fmt::Debug for TurnCredentials {
+    /// Leaves the credential out, so logs never hold it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnCredentials")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
 /// Messages a client sends to the bridge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
@@ -139,6 +167,10 @@ pub enum ServerMessage {
         room: String,
         /// Peers already in the room, in join order.
         peers: Vec<PeerId>,
+        /// Short-lived TURN credentials for this client, when the bridge was given a TURN
+        /// secret (`docs/turn.md`); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn: Option<TurnCredentials>,
     },
     /// Another peer entered the room; it will send an offer.
     PeerJoined {
@@ -333,10 +365,33 @@ mod tests {
             peer_id: "a".into(),
             room: "r".into(),
             peers: vec!["b".into()],
+            turn: None,
         };
         let json = m.to_json();
         assert!(json.contains(r#""peerId":"a""#), "{json}");
+        assert!(!json.contains("turn"), "no TURN field unless set: {json}");
         assert_eq!(ServerMessage::parse(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn welcome_with_turn_credentials_has_the_documented_shape() {
+        // The example of docs/signaling.md and docs/turn.md.
+        let json = r#"{"type":"welcome","v":1,"peerId":"c","room":"lobby","peers":[],"turn":{"urls":["turn:198.18.0.1:3478"],"username":"1767225600:c","credential":"oLrT4srfTsJXCmrr61Awnl3PlDg=","ttl":86400}}"#;
+        let m = ServerMessage::parse(json).unwrap();
+        let ServerMessage::Welcome {
+            turn: Some(turn), ..
+        } = &m
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(turn.urls, ["turn:198.18.0.1:3478"]);
+        assert_eq!(turn.username, "1767225600:c");
+        assert_eq!(turn.ttl, 86400);
+        assert_eq!(m.to_json(), json);
+        assert!(
+            !format!("{m:?}").contains("oLrT"),
+            "credential kept out of Debug"
+        );
     }
 
     #[test]
@@ -395,6 +450,7 @@ mod tests {
                     peer_id: "c".into(),
                     room: "lobby".into(),
                     peers: vec!["a".into(), "b".into()],
+                    turn: None,
                 },
                 r#"{"type":"welcome","v":1,"peerId":"c","room":"lobby","peers":["a","b"]}"#,
             ),

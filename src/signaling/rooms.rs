@@ -252,6 +252,8 @@ impl Rooms {
             peer_id: peer_id.clone(),
             room: room.to_owned(),
             peers: self.peer_ids(&present),
+            // Filled in by the bridge, which holds the TURN secret and the clock.
+            turn: None,
         };
         // A welcome the client would reject as too large is as good as a full room; this bounds
         // rooms whatever the configured limit and the length of the generated ids.
@@ -418,6 +420,7 @@ mod tests {
             peer_id: peer.into(),
             room: room.into(),
             peers: peers.iter().map(|&p| PeerId::from(p)).collect(),
+            turn: None,
         }
     }
 

@@ -10,9 +10,10 @@
 //! await t.close();
 //! ```
 
-use crate::config::{ChannelKind, IceServer, TransportConfig};
+use crate::config::{ChannelKind, IceServer, IceTransportPolicy, TransportConfig};
 use crate::error::Error;
 use crate::event::Event;
+use crate::ice::{CandidateInfo, CandidatePair};
 use crate::signaling::protocol::PeerId;
 use crate::transport::Transport;
 use bytes::Bytes;
@@ -30,8 +31,16 @@ export interface TransportOptions {
   signal: string;
   /** Room to join (1..64 bytes). */
   room: string;
-  /** ICE servers, as in RTCConfiguration.iceServers. Default: none. */
+  /** ICE servers, as in RTCConfiguration.iceServers. Default: none. TURN servers need
+   *  username and credential. */
   iceServers?: { urls: string | string[]; username?: string; credential?: string }[];
+  /** As RTCConfiguration.iceTransportPolicy: "all" (default) or "relay" (TURN only; needs a
+   *  TURN server in iceServers, or turnFromBridge). */
+  iceTransportPolicy?: "all" | "relay";
+  /** Use the short-lived TURN credentials the bridge hands out in its welcome (bridge started
+   *  with a TURN secret, docs/turn.md), so the page never holds a TURN secret. connect()
+   *  rejects if the bridge offers none. Default false. */
+  turnFromBridge?: boolean;
   /** "reliable" (ordered, default) or "unreliable" (unordered, maxRetransmits 0). */
   channel?: "reliable" | "unreliable";
   /** Largest message accepted by send, bytes (default 64 MiB). */
@@ -42,6 +51,19 @@ export interface TransportOptions {
   connectTimeoutMs?: number;
   /** How long close waits for peers to acknowledge delivery, ms (default 10000). */
   closeTimeoutMs?: number;
+}
+/** One end of a selected ICE candidate pair (W3C RTCIceCandidateStats). */
+export interface CandidateInfo {
+  candidateType: "host" | "srflx" | "prflx" | "relay";
+  /** IP address; may be empty for a hidden host address. */
+  address: string;
+  port: number;
+  protocol: "udp" | "tcp" | string;
+}
+/** The ICE candidate pair a peer connection uses now. */
+export interface CandidatePair {
+  local: CandidateInfo;
+  remote: CandidateInfo;
 }
 /** A peer lifecycle event passed to `onPeer`. */
 export interface PeerEvent {
@@ -58,6 +80,10 @@ struct Options {
     room: String,
     #[serde(default)]
     ice_servers: Vec<JsIceServer>,
+    #[serde(default)]
+    ice_transport_policy: Option<String>,
+    #[serde(default)]
+    turn_from_bridge: bool,
     #[serde(default)]
     channel: Option<String>,
     max_message_size: Option<usize>,
@@ -96,6 +122,15 @@ impl Options {
                 credential: server.credential,
             });
         }
+        if let Some(name) = self.ice_transport_policy {
+            let policy = IceTransportPolicy::from_name(&name).ok_or_else(|| {
+                Error::Config(format!(
+                    "iceTransportPolicy must be \"all\" or \"relay\", got {name:?}"
+                ))
+            })?;
+            builder = builder.ice_transport_policy(policy);
+        }
+        builder = builder.turn_credentials_from_bridge(self.turn_from_bridge);
         builder = builder.channel(match self.channel.as_deref() {
             None | Some("reliable") => ChannelKind::Reliable,
             Some("unreliable") => ChannelKind::Unreliable,
@@ -191,6 +226,28 @@ fn peer_event(event: &Event) -> JsValue {
             set("reason", &error.to_string());
         }
     }
+    object.into()
+}
+
+fn candidate_object(c: &CandidateInfo) -> JsValue {
+    let object = js_sys::Object::new();
+    let set = |key: &str, value: JsValue| {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &value);
+    };
+    set(
+        "candidateType",
+        JsValue::from_str(c.candidate_type.as_str()),
+    );
+    set("address", JsValue::from_str(&c.address));
+    set("port", JsValue::from(c.port));
+    set("protocol", JsValue::from_str(&c.protocol));
+    object.into()
+}
+
+fn pair_object(pair: &CandidatePair) -> JsValue {
+    let object = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&object, &"local".into(), &candidate_object(&pair.local));
+    let _ = js_sys::Reflect::set(&object, &"remote".into(), &candidate_object(&pair.remote));
     object.into()
 }
 
@@ -367,6 +424,25 @@ impl JsTransport {
                 .broadcast_payload(bytes, text)
                 .await
                 .map(|()| JsValue::UNDEFINED)
+                .map_err(js_error)
+        })
+    }
+
+    /// The ICE candidate pair the connection to `peerId` uses now (from `getStats()`):
+    /// `{ local, remote }`, each `{ candidateType, address, port, protocol }`. Over TURN,
+    /// `local.candidateType` is `"relay"`. Rejects with a `MiaouError` if `peerId` has no open
+    /// channel.
+    #[wasm_bindgen(js_name = selectedCandidatePair, unchecked_return_type = "Promise<CandidatePair>")]
+    pub fn selected_candidate_pair(
+        &self,
+        #[wasm_bindgen(js_name = peerId)] peer_id: String,
+    ) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            inner
+                .selected_candidate_pair(&PeerId(peer_id))
+                .await
+                .map(|pair| pair_object(&pair))
                 .map_err(js_error)
         })
     }

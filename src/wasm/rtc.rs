@@ -1,8 +1,9 @@
 //! One browser `RTCPeerConnection` per remote peer, with one data channel.
 
 use super::js_text;
-use crate::config::{ChannelKind, TransportConfig};
+use crate::config::{ChannelKind, IceTransportPolicy, TransportConfig};
 use crate::error::{Error, Result};
+use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
 use crate::session::ConnId;
 use crate::session::RtcEvent;
 use crate::signaling::protocol::Signal;
@@ -14,7 +15,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
-    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
+    RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit, RtcIceServer,
+    RtcIceTransportPolicy, RtcPeerConnection, RtcPeerConnectionIceErrorEvent,
     RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
@@ -23,6 +25,8 @@ use web_sys::{
 struct Callbacks {
     channels: Vec<RtcDataChannel>,
     closures: Vec<Box<dyn std::any::Any>>,
+    /// Listeners added with `addEventListener` (events without an `on…` setter in web-sys).
+    listeners: Vec<(&'static str, js_sys::Function)>,
 }
 
 /// A peer connection to one remote peer.
@@ -66,6 +70,10 @@ impl RtcPeer {
             servers.push(&ice);
         }
         rtc_config.set_ice_servers(&servers);
+        rtc_config.set_ice_transport_policy(match config.ice_transport_policy {
+            IceTransportPolicy::All => RtcIceTransportPolicy::All,
+            IceTransportPolicy::Relay => RtcIceTransportPolicy::Relay,
+        });
         let pc =
             RtcPeerConnection::new_with_configuration(&rtc_config).map_err(|e| Error::Rtc {
                 peer: peer.peer.clone(),
@@ -89,15 +97,45 @@ impl RtcPeer {
         self.callbacks.borrow_mut().closures.push(Box::new(closure));
     }
 
+    /// Trickles local candidates, counting relay ones and collecting TURN errors
+    /// (`icecandidateerror`); at the end of gathering (a `null` candidate) reports both, so a
+    /// TURN server that gave nothing is noticed at once.
     fn forward_candidates(&self) {
         let (events, peer) = (self.events.clone(), self.peer.clone());
+        let gathered = Rc::new(RefCell::new(Gathered::default()));
+        let errors = Rc::clone(&gathered);
+        let on_error = Closure::<dyn FnMut(RtcPeerConnectionIceErrorEvent)>::new(
+            move |event: RtcPeerConnectionIceErrorEvent| {
+                let url = event.url();
+                // Only TURN errors explain a missing relay candidate (STUN ones are noise).
+                if url.starts_with("turn") {
+                    let text = format!("{url}: {} {}", event.error_code(), event.error_text());
+                    errors.borrow_mut().turn_errors.push(text);
+                }
+            },
+        );
+        let listener: &js_sys::Function = on_error.as_ref().unchecked_ref();
+        let _ = self
+            .pc
+            .add_event_listener_with_callback("icecandidateerror", listener);
+        self.callbacks
+            .borrow_mut()
+            .listeners
+            .push(("icecandidateerror", listener.clone()));
+        self.keep(on_error);
         let closure = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
             move |event: RtcPeerConnectionIceEvent| {
                 let Some(candidate) = event.candidate() else {
+                    let gathered = std::mem::take(&mut *gathered.borrow_mut());
+                    let peer = peer.clone();
+                    post(&events, RtcEvent::GatheringDone { peer, gathered });
                     return;
                 };
                 if candidate.candidate().is_empty() {
                     return; // end-of-candidates marker
+                }
+                if candidate.candidate().contains(" typ relay") {
+                    gathered.borrow_mut().relay_candidates += 1;
                 }
                 let signal = Signal::Candidate {
                     candidate: candidate.candidate(),
@@ -248,6 +286,59 @@ impl RtcPeer {
         Ok(())
     }
 
+    /// The selected candidate pair from `getStats()`: the `transport` report's
+    /// `selectedCandidatePairId` (or, failing that, the nominated pair that succeeded), then its
+    /// `local-candidate` and `remote-candidate` reports.
+    pub(crate) async fn selected_candidate_pair(&self) -> Result<CandidatePair> {
+        let report = JsFuture::from(self.pc.get_stats())
+            .await
+            .map_err(|e| self.rtc_error(e))?;
+        let mut stats = std::collections::HashMap::new();
+        let values = js_sys::Reflect::get(&report, &JsValue::from_str("values"))
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+            .and_then(|f| f.call0(&report))
+            .map_err(|e| self.rtc_error(e))?;
+        let iter = js_sys::try_iter(&values)
+            .map_err(|e| self.rtc_error(e))?
+            .ok_or_else(|| self.rtc_error(JsValue::from_str("getStats() is not iterable")))?;
+        for value in iter {
+            let value = value.map_err(|e| self.rtc_error(e))?;
+            if let Some(id) = field(&value, "id").as_string() {
+                stats.insert(id, value);
+            }
+        }
+        let is = |v: &JsValue, kind: &str| field(v, "type").as_string().as_deref() == Some(kind);
+        let selected_id = stats
+            .values()
+            .filter(|v| is(v, "transport"))
+            .find_map(|t| field(t, "selectedCandidatePairId").as_string())
+            .or_else(|| {
+                stats
+                    .values()
+                    .filter(|v| is(v, "candidate-pair"))
+                    .find(|p| {
+                        field(p, "nominated").as_bool() == Some(true)
+                            && field(p, "state").as_string().as_deref() == Some("succeeded")
+                    })
+                    .and_then(|p| field(p, "id").as_string())
+            });
+        let missing = || self.rtc_error(JsValue::from_str("no selected ICE candidate pair"));
+        let pair = selected_id
+            .and_then(|id| stats.get(&id))
+            .ok_or_else(missing)?;
+        let candidate = |key: &str| {
+            field(pair, key)
+                .as_string()
+                .and_then(|id| stats.get(&id))
+                .and_then(candidate_info)
+                .ok_or_else(missing)
+        };
+        Ok(CandidatePair {
+            local: candidate("localCandidateId")?,
+            remote: candidate("remoteCandidateId")?,
+        })
+    }
+
     /// Closes the connection and detaches every callback, so none fires after this.
     pub(crate) async fn close(&self) {
         let mut callbacks = self.callbacks.borrow_mut();
@@ -257,10 +348,41 @@ impl RtcPeer {
         }
         self.pc.set_onicecandidate(None);
         self.pc.set_onconnectionstatechange(None);
+        for (event, listener) in callbacks.listeners.drain(..) {
+            let _ = self
+                .pc
+                .remove_event_listener_with_callback(event, &listener);
+        }
         self.pc.set_ondatachannel(None);
         self.pc.close();
         callbacks.closures.clear();
     }
+}
+
+/// `object[key]`, or `undefined`.
+fn field(object: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// An `RTCIceCandidateStats` report as [`CandidateInfo`]; `None` without a known type.
+fn candidate_info(stats: &JsValue) -> Option<CandidateInfo> {
+    let candidate_type = CandidateType::from_name(&field(stats, "candidateType").as_string()?)?;
+    // `address` is the current name; older Chromium only had `ip`. A hidden host address
+    // may be absent.
+    let address = field(stats, "address")
+        .as_string()
+        .or_else(|| field(stats, "ip").as_string())
+        .unwrap_or_default();
+    let port = field(stats, "port")
+        .as_f64()
+        .and_then(|p| u16::try_from(p as i64).ok())
+        .unwrap_or(0);
+    Some(CandidateInfo {
+        candidate_type,
+        address,
+        port,
+        protocol: field(stats, "protocol").as_string().unwrap_or_default(),
+    })
 }
 
 fn detach_channel(dc: &RtcDataChannel) {
