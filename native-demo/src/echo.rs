@@ -17,12 +17,14 @@ pub struct EchoArgs {
     /// Largest message accepted and echoed, bytes.
     #[arg(long, default_value_t = miaou_transport::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
+    #[command(flatten)]
+    ice: crate::room::IceArgs,
 }
 
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
-    let config = TransportConfig::builder(&args.signal, &args.room)
-        .max_message_size(args.max_message_size)
-        .build()?;
+    let builder =
+        TransportConfig::builder(&args.signal, &args.room).max_message_size(args.max_message_size);
+    let config = args.ice.apply(builder)?.build()?;
     let transport = Transport::connect(config)
         .await
         .context("joining the room")?;
@@ -46,6 +48,12 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                     Ok(()) => tracing::debug!(%peer, bytes, "echoed"),
                     Err(e) => tracing::warn!(%peer, bytes, "echo failed: {e}"),
                 }
+            }
+            Some(event) = transport.next_event() => {
+                if let Some(error) = crate::room::fatal(&event) {
+                    return Err(error);
+                }
+                tracing::info!("{event:?}");
             }
             _ = &mut stdin_closed => break,
             _ = tokio::signal::ctrl_c() => break,

@@ -32,6 +32,8 @@ pub struct JoinArgs {
     /// ICE: milliseconds without traffic before the connection fails and reconnection starts.
     #[arg(long, default_value_t = miaou_transport::DEFAULT_ICE_FAILED_TIMEOUT_MS)]
     ice_failed_ms: u64,
+    #[command(flatten)]
+    ice: crate::room::IceArgs,
 }
 
 pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
@@ -40,10 +42,10 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     } else {
         ChannelKind::Reliable
     };
-    let config = TransportConfig::builder(&args.signal, &args.room)
+    let builder = TransportConfig::builder(&args.signal, &args.room)
         .channel(kind)
-        .ice_timeouts_ms(args.ice_disconnected_ms, args.ice_failed_ms)
-        .build()?;
+        .ice_timeouts_ms(args.ice_disconnected_ms, args.ice_failed_ms);
+    let config = args.ice.apply(builder)?.build()?;
     let mut joined = crate::room::join(config).await?;
     let transport = Arc::clone(&joined.transport);
     let receiver = Arc::clone(&transport);

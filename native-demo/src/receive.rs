@@ -37,6 +37,8 @@ pub struct ReceiveArgs {
     /// Exit 0 after this many files arrived.
     #[arg(long, default_value_t = 1)]
     count: usize,
+    #[command(flatten)]
+    ice: crate::room::IceArgs,
 }
 
 /// One sender's state: its protocol receiver and the progress bar of its open transfer.
@@ -49,9 +51,9 @@ struct Sender {
 pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let config = TransportConfig::builder(&args.signal, &args.room)
-        .receive_queue_messages(RECEIVE_QUEUE_MESSAGES)
-        .build()?;
+    let builder = TransportConfig::builder(&args.signal, &args.room)
+        .receive_queue_messages(RECEIVE_QUEUE_MESSAGES);
+    let config = args.ice.apply(builder)?.build()?;
     let transport = Transport::connect(config)
         .await
         .context("joining the room")?;
@@ -72,16 +74,21 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
                     done += 1;
                 }
             }
-            event = transport.next_event(), if events_open => match event {
-                Some(Event::PeerDisconnected { peer, .. } | Event::PeerLeft(peer)) => {
-                    tracing::info!(%peer, "peer gone");
-                    if senders.get(&peer).is_some_and(|s| s.files.open_transfer().is_some()) {
-                        gone.push((peer, Instant::now() + DISCONNECT_GRACE));
-                    }
+            event = transport.next_event(), if events_open => {
+                if let Some(error) = event.as_ref().and_then(crate::room::fatal) {
+                    return Err(error);
                 }
-                Some(other) => tracing::info!("{other:?}"),
-                None => events_open = false,
-            },
+                match event {
+                    Some(Event::PeerDisconnected { peer, .. } | Event::PeerLeft(peer)) => {
+                        tracing::info!(%peer, "peer gone");
+                        if senders.get(&peer).is_some_and(|s| s.files.open_transfer().is_some()) {
+                            gone.push((peer, Instant::now() + DISCONNECT_GRACE));
+                        }
+                    }
+                    Some(other) => tracing::info!("{other:?}"),
+                    None => events_open = false,
+                }
+            }
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now).into()), if grace_end.is_some() => {
                 let now = Instant::now();
                 for (peer, _) in gone.iter().filter(|(_, at)| *at <= now) {

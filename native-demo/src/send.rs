@@ -30,6 +30,8 @@ pub struct SendArgs {
     /// Files to send, in order, each to every connected peer.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    ice: crate::room::IceArgs,
 }
 
 /// A progress bar on stderr (bytes, rate, ETA), drawn only when stderr is a terminal.
@@ -81,7 +83,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| check(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let config = TransportConfig::builder(&args.signal, &args.room).build()?;
+    let config = args
+        .ice
+        .apply(TransportConfig::builder(&args.signal, &args.room))?
+        .build()?;
     let mut joined = crate::room::join(config).await?;
     let transport = Arc::clone(&joined.transport);
     // Nothing is expected back, but keep the receive queue drained so the peers never stall.
