@@ -85,6 +85,10 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
                             gone.push((peer, Instant::now() + DISCONNECT_GRACE));
                         }
                     }
+                    Some(Event::PeerConnected(peer)) => match transport.selected_candidate_pair(&peer).await {
+                        Ok(pair) => tracing::info!(%peer, %pair, "channel open"),
+                        Err(_) => tracing::info!(%peer, "channel open"),
+                    },
                     Some(other) => tracing::info!("{other:?}"),
                     None => events_open = false,
                 }
