@@ -1,7 +1,9 @@
 // Demo chat page. Everything WebRTC goes through the npm package `miaou-transport`;
 // this file renders, and speaks the file-transfer protocol of docs/file-transfer.md (the same
 // one `native-demo send` / `native-demo receive` speak). Query parameters: ?room=NAME (default
-// "lobby"), ?signal=WS_URL (default: this server's /ws).
+// "lobby"), ?signal=WS_URL (default: this server's /ws), ?turn=bridge (TURN credentials from the
+// bridge, `serve --turn-secret`), ?relay=1 (relay-only ICE: everything through TURN); see
+// docs/turn.md.
 import init, { Transport } from "miaou-transport";
 
 const params = new URLSearchParams(location.search);
@@ -370,6 +372,11 @@ function onPeer(event) {
     case "connected":
       peers.set(event.peerId, "connected");
       logLine(`${shortId(event.peerId)} connected`, { notice: true });
+      // Which path ICE chose (host, srflx, prflx or relay on each end); informative only.
+      window.miaouChat.transport.selectedCandidatePair(event.peerId).then(
+        ({ local, remote }) => logLine(`path to ${shortId(event.peerId)}: ${local.candidateType} → ${remote.candidateType}`, { notice: true }),
+        () => {},
+      );
       break;
     case "disconnected":
       if (peers.has(event.peerId)) peers.set(event.peerId, "joined");
@@ -390,7 +397,10 @@ function onPeer(event) {
 async function main() {
   $("room").textContent = room;
   await init();
-  const transport = await Transport.connect({ signal, room });
+  const options = { signal, room };
+  if (params.get("turn") === "bridge") options.turnFromBridge = true;
+  if (params.get("relay") === "1") options.iceTransportPolicy = "relay";
+  const transport = await Transport.connect(options);
   // Exposed for the end-to-end tests and for poking at from the devtools console:
   // `received` holds chat lines [peerId, text]; `files` the verified received files.
   window.miaouChat = { transport, received: [], files: [], sendFile };

@@ -2,6 +2,9 @@
 // Chromium (Debian's /usr/bin/chromium through playwright-core). Run inside the network
 // namespace made by tests/scripts/in-netns.sh so Chromium gathers ICE candidates.
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { tmpdir } from "node:os";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -44,9 +47,10 @@ function run(args, { name }) {
   };
 }
 
-/** `native-demo serve` on a free port; resolves with its page and WebSocket URLs. */
-export async function startBridge() {
-  const bridge = run(["serve", "--addr", "127.0.0.1:0"], { name: "serve" });
+/** `native-demo serve` on a free port (plus `extra` arguments); resolves with its page and
+ *  WebSocket URLs. */
+export async function startBridge(extra = []) {
+  const bridge = run(["serve", "--addr", "127.0.0.1:0", ...extra], { name: "serve" });
   await waitFor(() => bridge.lines.some((l) => l.startsWith("signaling: ")), "bridge start", 30_000)
     .catch((e) => { throw new Error(`${e.message}\n${bridge.stderr}`); });
   const ws = bridge.lines.find((l) => l.startsWith("signaling: ")).slice("signaling: ".length);
@@ -72,8 +76,9 @@ export async function launchChromium() {
   });
 }
 
-/** Opens the demo chat page in `room` and waits until it joined. */
-export async function openChat(browser, http, room) {
+/** Opens the demo chat page in `room` (plus `query`, e.g. "turn=bridge&relay=1") and waits
+ *  until it joined. */
+export async function openChat(browser, http, room, query = "") {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   const errors = [];
   const uncaught = [];
@@ -92,7 +97,7 @@ export async function openChat(browser, http, room) {
       }
     };
   });
-  await page.goto(`${http}?room=${encodeURIComponent(room)}`);
+  await page.goto(`${http}?room=${encodeURIComponent(room)}${query ? `&${query}` : ""}`);
   await waitFor(() => page.evaluate(() => Boolean(window.miaouChat)), "the page to join", 30_000)
     .catch((e) => { throw new Error(`${e.message}; page errors: ${errors.map(String).join("; ")}`); });
   page.miaouErrors = errors; // console errors and uncaught exceptions
@@ -103,4 +108,40 @@ export async function openChat(browser, http, room) {
 /** Number of peers with an open channel, as the page sees it. */
 export function pagePeers(page) {
   return page.evaluate(() => window.miaouChat.transport.peers().length);
+}
+
+/** The namespace's veth address (tests/scripts/in-netns.sh). */
+export const HOST = "198.18.0.1";
+let turnRanges = 0;
+
+/** coturn (`turnserver`) on a free port of HOST, started by tests/scripts/turnserver.sh with
+ *  `auth` = "secret:SECRET" (TURN REST API, use-auth-secret) or "user:NAME:PASS"; relay ports
+ *  62000+ (the Rust tests use 61000+). Resolves once it accepts TCP; fails clearly if
+ *  turnserver is missing. */
+export async function startTurn(auth) {
+  const port = await new Promise((resolve, reject) => {
+    const server = createServer().on("error", reject);
+    server.listen(0, HOST, () => { const { port } = server.address(); server.close(() => resolve(port)); });
+  });
+  const min = 62_000 + 40 * turnRanges++;
+  const dir = mkdtempSync(path.join(tmpdir(), "miaou-turn-"));
+  const proc = spawn("bash", [path.join(repoRoot, "tests/scripts/turnserver.sh"), dir, String(port), String(min), String(min + 39), auth, HOST],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  proc.stdout.on("data", (c) => { output += c; });
+  proc.stderr.on("data", (c) => { output += c; });
+  let exited = null;
+  proc.on("exit", (code) => { exited = code; });
+  const listening = () => new Promise((resolve) => {
+    const socket = connect(port, HOST, () => { socket.destroy(); resolve(true); }).on("error", () => resolve(false));
+  });
+  await waitFor(async () => {
+    if (exited !== null) throw new Error(`turnserver exited (${exited}) before listening:\n${output}`);
+    return listening();
+  }, `turnserver on ${HOST}:${port}`, 10_000, 50);
+  return {
+    port, url: `turn:${HOST}:${port}`,
+    get output() { return output; },
+    stop() { if (exited === null) proc.kill("SIGKILL"); rmSync(dir, { recursive: true, force: true }); },
+  };
 }
