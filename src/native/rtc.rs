@@ -37,6 +37,8 @@ pub(crate) struct RtcPeer {
     /// Received frames buffered per channel (`receive_queue_frames`).
     frame_queue: usize,
     events: async_channel::Sender<RtcEvent>,
+    /// Relay candidates gathered so far.
+    relays: Arc<AtomicUsize>,
 }
 
 impl RtcPeer {
@@ -95,6 +97,7 @@ impl RtcPeer {
             kind: config.channel,
             frame_queue: config.receive_queue_frames,
             events,
+            relays: Arc::default(),
         };
         this.forward_candidates();
         this.watch_connection_state();
@@ -106,7 +109,7 @@ impl RtcPeer {
     /// the count, so a TURN server that gave nothing is noticed at once.
     fn forward_candidates(&self) {
         let (events, peer) = (self.events.clone(), self.peer.clone());
-        let relays = Arc::new(AtomicUsize::new(0));
+        let relays = Arc::clone(&self.relays);
         self.pc.on_ice_candidate(Box::new(move |candidate| {
             let (events, peer, relays) = (events.clone(), peer.clone(), Arc::clone(&relays));
             Box::pin(async move {
@@ -249,6 +252,11 @@ impl RtcPeer {
             .add_ice_candidate(init)
             .await
             .map_err(|e| rtc_error(&self.peer, e))
+    }
+
+    /// Relay candidates gathered so far.
+    pub(crate) fn relay_candidates(&self) -> usize {
+        self.relays.load(Ordering::Relaxed)
     }
 
     /// The candidate pair the ICE agent selected (through SCTP → DTLS → ICE transport).

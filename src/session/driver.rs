@@ -9,7 +9,7 @@ use crate::backend::RtcPeer;
 use crate::config::TransportConfig;
 use crate::error::Error;
 use crate::event::Event;
-use crate::ice::{self, CandidatePair};
+use crate::ice::{self, CandidatePair, Gathered};
 use crate::sdp;
 use crate::signaling::negotiation::{check_description, role_for, Introduction, Role};
 use crate::signaling::protocol::{ClientMessage, PeerId, SdpType, ServerMessage, Signal};
@@ -430,22 +430,28 @@ impl Driver {
                 }
                 // Relay-only with no relay candidate can never connect: fail now rather than
                 // at the open deadline, with the error that says why.
-                let Some(state) = self.peers.get_mut(&conn.peer) else {
-                    return;
-                };
-                if let Some(rtc) = state.rtc.take() {
-                    rtc.close().await;
-                }
-                lock(&self.links).remove(&conn.peer);
-                state.connected = false;
-                if !std::mem::replace(&mut state.failure_reported, true) {
-                    self.emit(Event::PeerDisconnected {
-                        peer: conn.peer.clone(),
-                        reason: Some(error),
-                    });
-                    self.schedule_retry(conn.peer, conn.generation);
-                }
+                self.abandon(conn, error).await;
             }
+        }
+    }
+
+    /// Drops the attempt `conn` (still the current one) as failed with `error`: reported once
+    /// as the reason of `PeerDisconnected`, then retried like any failure.
+    async fn abandon(&mut self, conn: ConnId, error: Error) {
+        let Some(state) = self.peers.get_mut(&conn.peer) else {
+            return;
+        };
+        if let Some(rtc) = state.rtc.take() {
+            rtc.close().await;
+        }
+        lock(&self.links).remove(&conn.peer);
+        state.connected = false;
+        if !std::mem::replace(&mut state.failure_reported, true) {
+            self.emit(Event::PeerDisconnected {
+                peer: conn.peer.clone(),
+                reason: Some(error),
+            });
+            self.schedule_retry(conn.peer, conn.generation);
         }
     }
 
@@ -486,6 +492,18 @@ impl Driver {
         };
         if state.generation != generation || state.connected {
             return;
+        }
+        // Relay-only and still no relay candidate: the TURN server is the reason (a browser
+        // gives up on an unreachable one only after ~40 s, webrtc-rs after ~8 s).
+        let gathered = Gathered {
+            relay_candidates: state.rtc.as_ref().map_or(0, |rtc| rtc.relay_candidates()),
+            turn_errors: vec![format!("no relay candidate within {OPEN_DEADLINE_MS} ms")],
+        };
+        if let Some(error @ Error::Turn { fatal: true, .. }) =
+            ice::turn_failure(&self.config, &peer, &gathered)
+        {
+            tracing::warn!(%peer, "{error}");
+            return self.abandon(ConnId { peer, generation }, error).await;
         }
         if let Some(rtc) = state.rtc.take() {
             rtc.close().await;

@@ -38,6 +38,8 @@ pub(crate) struct RtcPeer {
     frame_queue: usize,
     events: async_channel::Sender<RtcEvent>,
     callbacks: Rc<RefCell<Callbacks>>,
+    /// Relay candidates gathered so far.
+    relays: Rc<std::cell::Cell<usize>>,
 }
 
 /// Delivers an event without ever dropping it: a full queue defers it to a task.
@@ -86,6 +88,7 @@ impl RtcPeer {
             frame_queue: config.receive_queue_frames,
             events,
             callbacks: Rc::default(),
+            relays: Rc::default(),
         };
         this.forward_candidates();
         this.watch_connection_state();
@@ -104,6 +107,7 @@ impl RtcPeer {
         let (events, peer) = (self.events.clone(), self.peer.clone());
         let gathered = Rc::new(RefCell::new(Gathered::default()));
         let errors = Rc::clone(&gathered);
+        let relays = Rc::clone(&self.relays);
         let on_error = Closure::<dyn FnMut(RtcPeerConnectionIceErrorEvent)>::new(
             move |event: RtcPeerConnectionIceErrorEvent| {
                 let url = event.url();
@@ -136,6 +140,7 @@ impl RtcPeer {
                 }
                 if candidate.candidate().contains(" typ relay") {
                     gathered.borrow_mut().relay_candidates += 1;
+                    relays.set(relays.get() + 1);
                 }
                 let signal = Signal::Candidate {
                     candidate: candidate.candidate(),
@@ -284,6 +289,11 @@ impl RtcPeer {
             .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
         JsFuture::from(added).await.map_err(|e| self.rtc_error(e))?;
         Ok(())
+    }
+
+    /// Relay candidates gathered so far.
+    pub(crate) fn relay_candidates(&self) -> usize {
+        self.relays.get()
     }
 
     /// The selected candidate pair from `getStats()`: the `transport` report's

@@ -12,7 +12,8 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const nativeDemo = process.env.MIAOU_NATIVE_DEMO || path.join(repoRoot, "target/debug/native-demo");
+export const nativeDemo = process.env.MIAOU_NATIVE_DEMO
+  || path.join(process.env.CARGO_TARGET_DIR ? path.resolve(repoRoot, process.env.CARGO_TARGET_DIR) : path.join(repoRoot, "target"), "debug/native-demo");
 
 /** Resolves when `predicate()` is truthy; rejects with `what` after `ms`. */
 export async function waitFor(predicate, what, ms = 30_000, stepMs = 20) {

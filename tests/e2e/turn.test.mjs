@@ -172,6 +172,36 @@ test("a wrong TURN credential in the tab is a clear error naming the server, wit
   }
 });
 
+test("an unreachable TURN server in the tab is a TURN error at the 15 s open deadline, not a generic one", async () => {
+  // Chromium retries a silent TURN server for ~40 s before its icecandidateerror (701); the
+  // open deadline comes first and names the server.
+  const room = "e2e-turn-unreachable";
+  const peer = native(["echo", "--signal", bridge.ws, "--room", room, ...relayFromBridge]);
+  const page = await openChat(browser, bridge.http, "e2e-turn-unreachable-page");
+  try {
+    await waitFor(() => /echoing/.test(peer.output), "the native peer to join", 30_000);
+    const nowhere = `turn:${HOST}:9`;
+    const outcome = await page.evaluate(async ([signal, room, url]) => {
+      const { Transport } = await import("miaou-transport");
+      const t = await Transport.connect({ signal, room, iceTransportPolicy: "relay", iceServers: [{ urls: url, username: "u", credential: "c" }] });
+      const started = performance.now();
+      const reason = await Promise.race([
+        new Promise((resolve) => t.onPeer((e) => e.type === "disconnected" && resolve(e.reason))),
+        new Promise((resolve) => setTimeout(() => resolve("no disconnected event within 25 s"), 25_000)),
+      ]);
+      const ms = performance.now() - started;
+      await t.close();
+      return { reason, ms };
+    }, [bridge.ws, room, nowhere]);
+    console.log(`unreachable TURN server in the tab -> ${outcome.ms.toFixed(0)} ms: ${outcome.reason}`);
+    assert.match(outcome.reason, new RegExp(`no relay candidate from TURN server ${nowhere.replaceAll(".", "\\.")}`));
+    assert.match(outcome.reason, /no relay candidate within 15000 ms/);
+  } finally {
+    peer.kill();
+    await page.close();
+  }
+});
+
 test("turnFromBridge against a bridge without a TURN secret rejects connect with a clear error", async () => {
   const plain = await startBridge();
   const page = await openChat(browser, bridge.http, "e2e-turn-plain");
