@@ -211,6 +211,8 @@ test("turnFromBridge against a bridge without a TURN secret rejects connect with
       try { await Transport.connect({ signal, room: "r", turnFromBridge: true }); return "connected"; } catch (e) { return `${e.name}: ${e.message}`; }
     }, plain.ws);
     assert.match(message, /^MiaouError: .*hands out no TURN credentials/);
+    const noPair = await page.evaluate(() => window.miaouChat.transport.selectedCandidatePair("nobody").then(() => "resolved", (e) => `${e.name}: ${e.message}`));
+    assert.equal(noPair, "MiaouError: peer nobody is not connected");
     const bad = await page.evaluate(async (signal) => {
       const { Transport } = await import("miaou-transport");
       const attempts = [
