@@ -35,6 +35,10 @@ enum Command {
     Echo(echo::EchoArgs),
     /// Measure one native pair (throughput, message rate, RTT, open time, RSS, CPU).
     Bench(bench::BenchArgs),
+    /// The native end of the browser benchmark: obeys sink/stream/echo commands from a tab.
+    BenchPeer(bench::peer::BenchPeerArgs),
+    /// Load the signaling bridge (a `serve` child process) with thousands of WebSocket clients.
+    BenchBridge(bench::bridge_scale::BridgeBenchArgs),
 }
 
 #[tokio::main]
@@ -52,6 +56,8 @@ async fn main() -> std::process::ExitCode {
         Command::Receive(args) => with_peak_rss(receive::run(args).await),
         Command::Echo(args) => echo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchPeer(args) => bench::peer::run(args).await,
+        Command::BenchBridge(args) => bench::bridge_scale::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
