@@ -43,8 +43,10 @@ pub struct SignalArgs {
     /// Seconds to look for a bridge by mDNS when --signal is not given.
     #[arg(long, default_value_t = 5.0)]
     pub mdns_timeout: f64,
-    /// With --discover: milliseconds to browse before electing the endpoint to join.
-    #[arg(long, default_value_t = 1_000)]
+    /// With --discover: milliseconds to browse before electing the endpoint to join. Must
+    /// cover a second announcement (RFC 6762 §8.3: one second after the first) or a
+    /// throttled answer (§6: a record is multicast at most once a second), hence 2 s.
+    #[arg(long, default_value_t = 2_000)]
     pub discover_window_ms: u64,
     /// Do not advertise this node by mDNS (ignored with --discover, which needs it).
     #[arg(long)]
