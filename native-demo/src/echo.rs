@@ -28,9 +28,9 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 .connect_timeout_ms(connect_timeout_ms)
                 .build();
             async move {
-                Ok(Transport::connect(config?)
+                Transport::connect(config?)
                     .await
-                    .context("joining the room")?)
+                    .context("joining the room")
             }
         })
         .await?;

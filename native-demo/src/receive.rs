@@ -57,9 +57,9 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
                 .connect_timeout_ms(connect_timeout_ms)
                 .build();
             async move {
-                Ok(Transport::connect(config?)
+                Transport::connect(config?)
                     .await
-                    .context("joining the room")?)
+                    .context("joining the room")
             }
         })
         .await?;
