@@ -69,14 +69,18 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Runs `command` until it ends or Ctrl-C.
+/// Runs `command` until it ends or Ctrl-C. Interrupted, the command's future is dropped
+/// (which withdraws its mDNS advertisement and stops its endpoint) and the process exits 130
+/// at once: the runtime's shutdown would otherwise wait for the blocking read of stdin.
 async fn interruptible(
     command: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     tokio::select! {
-        result = command => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        result = command => return result,
+        _ = tokio::signal::ctrl_c() => {}
     }
+    eprintln!("error: interrupted");
+    std::process::exit(130);
 }
 
 /// Logs this process's peak resident memory (`VmHWM`) on the way out, success or not.

@@ -44,15 +44,25 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Namespaces `<name>-1`, `<name>-2`, …, each with lo up; with `link`, the first two are
-/// joined by a veth pair (`v1` with 198.18.1.1/24 in the first, `v2` with 198.18.1.2/24 in the
-/// second) with a multicast and a default route. Deleted on drop.
+/// How the namespaces of a [`Netns`] are connected.
+#[derive(PartialEq)]
+enum Link {
+    /// Not at all.
+    None,
+    /// The first two by one veth pair.
+    Veth,
+    /// All of them to a Linux bridge `br0` in one more namespace (a switch).
+    Switch,
+}
+
+/// Namespaces `<name>-1`, `<name>-2`, …, each with lo up and, when linked, `v<i>` with
+/// 198.18.1.<i>/24, a multicast route and a default route. Deleted on drop.
 struct Netns {
     names: Vec<String>,
 }
 
 impl Netns {
-    fn new(count: usize, link: bool) -> Netns {
+    fn new(count: usize, link: Link) -> Netns {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         remove_stale();
         let base = format!(
@@ -67,16 +77,45 @@ impl Netns {
             netns.names.push(name.clone());
             ip(&["-n", &name, "link", "set", "lo", "up"]);
         }
-        if link {
-            let (a, b) = (&netns.names[0], &netns.names[1]);
-            ip(&[
-                "link", "add", "v1", "netns", a, "type", "veth", "peer", "name", "v2", "netns", b,
-            ]);
-            for (ns, dev, addr) in [(a, "v1", "198.18.1.1/24"), (b, "v2", "198.18.1.2/24")] {
-                ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-                ip(&["-n", ns, "link", "set", dev, "up"]);
-                ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", dev]);
-                ip(&["-n", ns, "route", "add", "default", "dev", dev]);
+        match link {
+            Link::None => {}
+            Link::Veth => {
+                let (a, b) = (&netns.names[0], &netns.names[1]);
+                ip(&[
+                    "link", "add", "v1", "netns", a, "type", "veth", "peer", "name", "v2", "netns",
+                    b,
+                ]);
+            }
+            Link::Switch => {
+                let switch = format!("{base}-sw");
+                ip(&["netns", "add", &switch]);
+                netns.names.push(switch.clone());
+                ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+                ip(&["-n", &switch, "link", "set", "br0", "up"]);
+                for i in 1..=count {
+                    let (dev, port) = (format!("v{i}"), format!("p{i}"));
+                    let ns = &netns.names[i - 1];
+                    ip(&[
+                        "link", "add", &dev, "netns", ns, "type", "veth", "peer", "name", &port,
+                        "netns", &switch,
+                    ]);
+                    ip(&["-n", &switch, "link", "set", &port, "master", "br0"]);
+                    ip(&["-n", &switch, "link", "set", &port, "up"]);
+                }
+            }
+        }
+        if link != Link::None {
+            let linked = if link == Link::Veth { 2 } else { count };
+            for i in 1..=linked {
+                let (ns, dev, addr) = (
+                    netns.names[i - 1].clone(),
+                    format!("v{i}"),
+                    format!("198.18.1.{i}/24"),
+                );
+                ip(&["-n", &ns, "addr", "add", &addr, "dev", &dev]);
+                ip(&["-n", &ns, "link", "set", &dev, "up"]);
+                ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", &dev]);
+                ip(&["-n", &ns, "route", "add", "default", "dev", &dev]);
             }
         }
         netns
@@ -279,6 +318,14 @@ fn listed(line: &str) -> (String, String, String) {
     (kind, id, room)
 }
 
+/// The node whose endpoint `proc` elected.
+fn leader(proc: &Proc) -> String {
+    proc.wait_stderr("leader=", LINE_WAIT);
+    let log = proc.stderr();
+    let at = log.find("leader=").expect("election logged") + "leader=".len();
+    log[at..].split_whitespace().next().unwrap().to_owned()
+}
+
 fn node_id_of(proc: &Proc) -> String {
     proc.wait_stderr("embedded signaling endpoint advertised", LINE_WAIT);
     let log = proc.stderr();
@@ -289,7 +336,7 @@ fn node_id_of(proc: &Proc) -> String {
 #[test]
 fn nodes_in_two_namespaces_discover_each_other_and_exchange_1000_messages_without_a_bridge() {
     require_root!();
-    let ns = Netns::new(2, true);
+    let ns = Netns::new(2, Link::Veth);
     let room = "lan-chat";
     let join = ["join", "--room", room, "--discover", "--wait-peers", "1"];
     let mut a = spawn_in(ns.name(0), &join);
@@ -300,11 +347,6 @@ fn nodes_in_two_namespaces_discover_each_other_and_exchange_1000_messages_withou
     for proc in [&a, &b] {
         proc.wait_stderr("peers ready", LINE_WAIT);
     }
-    let leader = |p: &Proc| {
-        let log = p.stderr();
-        let at = log.find("leader=").expect("election logged") + "leader=".len();
-        log[at..].split_whitespace().next().unwrap().to_owned()
-    };
     assert_eq!(
         leader(&a),
         leader(&b),
@@ -348,7 +390,7 @@ fn nodes_in_two_namespaces_discover_each_other_and_exchange_1000_messages_withou
 #[test]
 fn node_finds_a_bridge_in_another_namespace_by_mdns_alone() {
     require_root!();
-    let ns = Netns::new(2, true);
+    let ns = Netns::new(2, Link::Veth);
     let serve = spawn_in(ns.name(0), &["serve", "--addr", "198.18.1.1:0"]);
     let ws = serve.wait_line(LINE_WAIT, |l| {
         l.strip_prefix("signaling: ").map(str::to_owned)
@@ -400,7 +442,7 @@ fn node_finds_a_bridge_in_another_namespace_by_mdns_alone() {
 #[test]
 fn without_a_bridge_on_the_lan_join_fails_with_a_clear_error() {
     require_root!();
-    let ns = Netns::new(1, false);
+    let ns = Netns::new(1, Link::None);
     let mut node = spawn_in(
         ns.name(0),
         &["join", "--room", "nobody", "--mdns-timeout", "1"],
@@ -422,7 +464,7 @@ fn without_a_bridge_on_the_lan_join_fails_with_a_clear_error() {
 #[test]
 fn discovery_time_median_of_5() {
     require_root!();
-    let ns = Netns::new(2, true);
+    let ns = Netns::new(2, Link::Veth);
     let watch = spawn_in(ns.name(1), &["peers", "--watch", "--timeout", "0"]);
     watch.wait_line(LINE_WAIT, |l| l.starts_with("# browsing").then_some(()));
     let mut times = Vec::new();
@@ -457,4 +499,106 @@ fn discovery_time_median_of_5() {
         sorted[2]
     );
     assert!(sorted[2] < 2_000, "median discovery time {} ms", sorted[2]);
+}
+
+/// Three namespaces on one Linux bridge (a switch). The first node elects itself; the two
+/// others join its endpoint; when it leaves, the channels between the two others stay up.
+#[test]
+fn three_nodes_on_a_switch_keep_their_channels_when_the_elected_node_leaves() {
+    require_root!();
+    let ns = Netns::new(3, Link::Switch);
+    let join = [
+        "join",
+        "--room",
+        "switch",
+        "--discover",
+        "--wait-peers",
+        "2",
+    ];
+    let mut a = spawn_in(ns.name(0), &join);
+    let id_a = node_id_of(&a);
+    a.wait_stderr("signaling through url=ws://127.0.0.1:", LINE_WAIT);
+    let mut b = spawn_in(ns.name(1), &join);
+    let mut c = spawn_in(ns.name(2), &join);
+    for proc in [&a, &b, &c] {
+        proc.wait_stderr("peers ready", LINE_WAIT);
+        assert_eq!(leader(proc), id_a, "{}", proc.stderr());
+    }
+
+    a.close_stdin();
+    assert!(
+        a.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        a.stderr()
+    );
+    for proc in [&b, &c] {
+        proc.wait_stderr("connection closed by the signaling server", LINE_WAIT);
+    }
+    for (proc, text) in [
+        (&mut b, "after the leader left, b"),
+        (&mut c, "after the leader left, c"),
+    ] {
+        writeln!(proc.stdin.as_mut().unwrap(), "{text}").unwrap();
+    }
+    assert!(b
+        .next_line(LINE_WAIT)
+        .ends_with(" after the leader left, c"));
+    assert!(c
+        .next_line(LINE_WAIT)
+        .ends_with(" after the leader left, b"));
+    for proc in [&mut b, &mut c] {
+        proc.close_stdin();
+        assert!(
+            proc.wait_exit(Duration::from_secs(30)).success(),
+            "{}",
+            proc.stderr()
+        );
+    }
+}
+
+/// A node killed without a goodbye is not found by nodes that start afterwards (nothing
+/// answers for it), so they elect among the living; Ctrl-C (SIGINT) says goodbye.
+#[test]
+fn killed_node_is_not_elected_and_interrupt_says_goodbye() {
+    require_root!();
+    let ns = Netns::new(2, Link::Veth);
+    let join = ["join", "--room", "gone", "--discover", "--wait-peers", "1"];
+    let mut a = spawn_in(ns.name(0), &join);
+    let id_a = node_id_of(&a);
+    a.wait_stderr("signaling through", LINE_WAIT);
+    a.child.kill().expect("SIGKILL");
+    a.child.wait().expect("reaped");
+
+    let watch = spawn_in(
+        ns.name(1),
+        &["peers", "--watch", "--timeout", "0", "--room", "gone"],
+    );
+    watch.wait_line(LINE_WAIT, |l| l.starts_with("# browsing").then_some(()));
+    let b = spawn_in(ns.name(1), &join);
+    let id_b = node_id_of(&b);
+    let c = spawn_in(ns.name(0), &join);
+    for proc in [&b, &c] {
+        proc.wait_stderr("peers ready", LINE_WAIT);
+        assert_eq!(leader(proc), id_b, "{}", proc.stderr());
+    }
+
+    // SIGINT: the process is `native-demo` itself (`ip netns exec` execs it).
+    let mut b = b;
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = b.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "interrupted exits non-zero");
+    assert!(b.stderr().contains("mDNS: goodbye sent"), "{}", b.stderr());
+    watch.wait_line(Duration::from_secs(5), |l| {
+        (l.starts_with("- ") && listed(&l[2..]).1 == id_b).then_some(())
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = watch.lines.try_recv() {
+        seen.push(line);
+    }
+    assert!(!seen.iter().any(|l| l.contains(&id_a)), "{seen:?}");
 }
