@@ -602,3 +602,47 @@ fn killed_node_is_not_elected_and_interrupt_says_goodbye() {
     }
     assert!(!seen.iter().any(|l| l.contains(&id_a)), "{seen:?}");
 }
+
+/// `send` and `receive` take `--discover` too: a file crosses the namespaces with no bridge.
+#[test]
+fn send_and_receive_with_discover_move_a_file_without_a_bridge() {
+    use sha2::{Digest, Sha256};
+    require_root!();
+    let ns = Netns::new(2, Link::Veth);
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let src = dir.path().join("payload.bin");
+    std::fs::write(&src, &data).unwrap();
+    let inbox = dir.path().join("inbox");
+    let (src, inbox) = (src.to_str().unwrap(), inbox.to_str().unwrap());
+    let mut receiver = spawn_in(
+        ns.name(0),
+        &[
+            "receive",
+            "--room",
+            "lan-files",
+            "--discover",
+            "--out",
+            inbox,
+            "--count",
+            "1",
+        ],
+    );
+    receiver.wait_stderr("signaling through", LINE_WAIT);
+    let mut sender = spawn_in(
+        ns.name(1),
+        &["send", "--room", "lan-files", "--discover", src],
+    );
+    let sha = hex::encode(Sha256::digest(&data));
+    assert_eq!(receiver.next_line(LINE_WAIT), format!("{sha}  payload.bin"));
+    for proc in [&mut receiver, &mut sender] {
+        assert!(
+            proc.wait_exit(Duration::from_secs(60)).success(),
+            "{}",
+            proc.stderr()
+        );
+    }
+    assert_eq!(std::fs::read(format!("{inbox}/payload.bin")).unwrap(), data);
+}
