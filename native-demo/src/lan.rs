@@ -221,6 +221,8 @@ impl Signaling {
                 Ok(value) => {
                     tracing::info!(url = %candidate.url, "signaling through");
                     let url = candidate.url.clone();
+                    // Nothing reads the browser any more: stop browsing (and querying).
+                    self.browser = None;
                     self.advertise_joined(&url);
                     return Ok(value);
                 }
