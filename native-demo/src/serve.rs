@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use miaou_transport::discovery::{Advertisement, Discovery, NodeInfo};
 use miaou_transport::signaling::bridge::{self, BridgeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,9 @@ pub struct ServeArgs {
     /// Directory with the built npm package, served at /pkg/ [default: ./pkg, else the repository's pkg/].
     #[arg(long)]
     pkg: Option<PathBuf>,
+    /// Do not advertise the bridge on the LAN by mDNS (docs/discovery.md).
+    #[arg(long)]
+    no_mdns: bool,
 }
 
 /// `name` under the current directory if it exists there, else beside this crate's workspace.
@@ -50,9 +54,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     println!("demo page: {}?room=lobby", bridge.http_url());
     println!("signaling: {}", bridge.ws_url());
+    let mdns = if args.no_mdns {
+        None
+    } else {
+        advertise(&bridge)
+    };
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
+    if let Some((discovery, advertisement)) = mdns {
+        advertisement.close().await;
+        discovery.shutdown().await;
+    }
     bridge.shutdown().await;
     Ok(())
+}
+
+/// Advertises the bridge (kind `bridge`) with the address it listens on (every IPv4 address
+/// of the host when it listens on 0.0.0.0). A failure only costs discovery: logged, not fatal.
+fn advertise(bridge: &bridge::Bridge) -> Option<(Discovery, Advertisement)> {
+    let addr = bridge.local_addr();
+    if addr.ip().is_loopback() {
+        tracing::info!(
+            "advertising {addr} by mDNS on this host only (loopback); listen on a LAN address, \
+             e.g. --addr 0.0.0.0:8080, for other hosts to find the bridge"
+        );
+    }
+    let started = Discovery::new().and_then(|discovery| {
+        let advertisement = discovery.advertise(&NodeInfo::bridge(addr.port()), &[addr.ip()])?;
+        Ok((discovery, advertisement))
+    });
+    match started {
+        Ok(mdns) => {
+            println!("mdns: {}", mdns.1.instance());
+            Some(mdns)
+        }
+        Err(e) => {
+            tracing::warn!("not advertising by mDNS: {e}");
+            None
+        }
+    }
 }

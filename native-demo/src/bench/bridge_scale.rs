@@ -484,7 +484,8 @@ impl BridgeProcess {
     async fn start() -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating native-demo")?;
         let mut child = tokio::process::Command::new(exe)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            // No mDNS advertisement: the bridge alone is measured.
+            .args(["serve", "--addr", "127.0.0.1:0", "--no-mdns"])
             // Warnings only: an info line per join would cost the bridge more than the joins.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
