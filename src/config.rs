@@ -125,8 +125,10 @@ pub const DEFAULT_SEND_HIGH_WATER_BYTES: usize = 1024 * 1024;
 /// Default `bufferedAmount` at which sending resumes, bytes (256 KiB).
 pub const DEFAULT_SEND_LOW_WATER_BYTES: usize = 256 * 1024;
 
-/// Default number of messages queued per peer before `send` waits.
-pub const DEFAULT_SEND_QUEUE_MESSAGES: usize = 64;
+/// Default number of messages queued per peer before `send` waits. Many, so that small
+/// messages pile up while the channel is busy and are coalesced into BATCH frames; at most one
+/// frame each (16 KiB by default) — larger messages hold their sender until they are sent.
+pub const DEFAULT_SEND_QUEUE_MESSAGES: usize = 1024;
 
 /// Default number of received frames buffered per peer before the data channel is no longer
 /// read (native) or is reset with `Error::ReceiveOverflow` (browser, which cannot pause it).
@@ -181,7 +183,7 @@ pub struct TransportConfig {
     pub receive_queue_messages: usize,
     /// Received frames buffered per peer (default 1024; see [`DEFAULT_RECEIVE_QUEUE_FRAMES`]).
     pub receive_queue_frames: usize,
-    /// Messages queued per peer before `send` waits (default 64).
+    /// Messages queued per peer before `send` waits (default 1024).
     pub send_queue_messages: usize,
     /// `bufferedAmount` above which sending pauses, bytes (default 1 MiB).
     pub send_high_water_bytes: usize,

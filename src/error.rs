@@ -75,6 +75,19 @@ pub enum Error {
         /// The peer that sent RESET.
         peer: PeerId,
     },
+    /// Messages accepted by `send` could not be delivered: the data channel closed or broke
+    /// before they were sent (reported once per link, as an `Event::Error`).
+    #[error(
+        "{messages} message(s) ({bytes} bytes) to {peer} were not delivered: the channel closed"
+    )]
+    Undelivered {
+        /// The peer they were for.
+        peer: PeerId,
+        /// How many messages.
+        messages: usize,
+        /// Their payload, bytes.
+        bytes: usize,
+    },
     /// No open data channel to this peer (never connected, or disconnected).
     #[error("peer {0} is not connected")]
     PeerNotConnected(PeerId),

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Layout: [`codec`] (frames, fragmentation; pure), [`signaling`] (JSON protocol, negotiation
-//! rule, bridge), [`Transport`] over a private backend chosen here and nowhere else.
+//! rule, bridge), [`Transport`] over a private backend chosen here and nowhere else; on native
+//! with feature `discovery`, `discovery` (mDNS / DNS-SD on the LAN, docs/discovery.md).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -51,5 +52,7 @@ cfg_if::cfg_if! {
     } else {
         mod native;
         use native as backend;
+        #[cfg(feature = "discovery")]
+        pub use native::discovery;
     }
 }

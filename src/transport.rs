@@ -139,11 +139,22 @@ impl Transport {
         self.messages.recv().await.ok()
     }
 
-    /// Sends `data` to `peer` as one message (binary). Waits while the channel's send buffer
-    /// is full (backpressure); returns when every frame is handed to the data channel.
+    /// Sends `data` to `peer` as one message (binary).
     ///
-    /// Errors: [`Error::PeerNotConnected`], [`Error::Codec`] (message larger than
-    /// `max_message_size`), [`Error::Rtc`] (the channel failed).
+    /// A message that fits one frame (≤ `max_frame_size` − 12 bytes, 16 372 by default) returns
+    /// once queued, like `RTCDataChannel.send`; small messages queued together are coalesced
+    /// into one frame (docs/frame.md, BATCH). A larger message returns once its last frame is
+    /// handed to the data channel. Either way `send` waits while `send_queue_messages` are
+    /// queued or the channel's `bufferedAmount` is over the high-water mark (backpressure), and
+    /// a task's messages arrive in the order it sent them; a message sent concurrently by
+    /// another task overtakes a large transfer after at most one frame.
+    ///
+    /// Errors: [`Error::PeerNotConnected`] (no link, or it is closing), [`Error::Codec`]
+    /// (message larger than `max_message_size`), and for multi-frame messages
+    /// [`Error::MessageRefused`] (the peer's reassembly cap) or [`Error::Rtc`] (the channel
+    /// failed). Nothing accepted is lost silently: [`close`](Self::close) delivers every queued
+    /// message or fails, and single-frame messages stranded by a broken channel are reported
+    /// as `Event::Error(Error::Undelivered)`.
     pub async fn send(&self, peer: &PeerId, data: impl Into<Bytes>) -> Result<()> {
         self.send_payload(peer, data.into(), false).await
     }

@@ -46,8 +46,12 @@ fn unordered() -> CodecLimits {
 fn decode_all(dec: &mut FrameDecoder, frames: &[Bytes]) -> Result<Vec<(Bytes, bool)>, CodecError> {
     let mut out = Vec::new();
     for f in frames {
-        if let Some(Delivery::Message { data, text }) = dec.decode(f)? {
-            out.push((data, text));
+        for m in dec
+            .decode(f)?
+            .map(Delivery::into_messages)
+            .unwrap_or_default()
+        {
+            out.push((m.data, m.text));
         }
     }
     assert_eq!(dec.buffered_bytes(), 0);
@@ -71,6 +75,39 @@ proptest! {
         prop_assert!(frames.iter().all(|f| f.len() <= max_frame));
         let mut dec = FrameDecoder::new(CodecLimits::default());
         prop_assert_eq!(decode_all(&mut dec, &frames).unwrap(), vec![(data, text)]);
+    }
+
+    #[test]
+    fn small_messages_coalesce_in_order_and_within_the_frame_size(
+        msgs in prop::collection::vec((0usize..200, any::<bool>()), 1..400),
+        max_frame in MIN_FRAME_SIZE..4096usize,
+    ) {
+        let mut enc = FrameEncoder::new(CodecLimits::default());
+        let mut q = OutboundQueue::new();
+        let sent: Vec<(Bytes, bool)> = msgs.iter().enumerate().map(|(i, &(len, text))| (payload(len, text, i as u8), text)).collect();
+        for (data, text) in &sent {
+            q.push(&mut enc, data.clone(), *text, max_frame).unwrap();
+        }
+        let frames: Vec<Bytes> = std::iter::from_fn(|| q.pop_frame(&mut enc)).collect();
+        prop_assert!(frames.iter().all(|f| f.len() <= max_frame));
+        // Whole messages only: one frame each at most, and fewer when several fit together.
+        let whole = msgs.iter().all(|&(len, _)| len + 12 <= max_frame);
+        if whole {
+            prop_assert!(frames.len() <= sent.len());
+            if sent.len() >= 2 && msgs.iter().all(|&(len, _)| 2 * (len + 12) <= max_frame) {
+                prop_assert!(frames.len() < sent.len(), "nothing was coalesced");
+            }
+        }
+        let mut dec = FrameDecoder::new(CodecLimits::default());
+        let got = decode_all(&mut dec, &frames).unwrap();
+        if whole {
+            prop_assert_eq!(got, sent);
+        } else {
+            let (mut got, mut sent) = (got, sent);
+            got.sort();
+            sent.sort();
+            prop_assert_eq!(got, sent);
+        }
     }
 
     #[test]
@@ -107,11 +144,11 @@ proptest! {
         while let Some(f) = q.pop_frame(&mut enc) {
             pops += 1;
             prop_assert!(f.len() <= max_frame);
-            if let Some(Delivery::Message { data, .. }) = dec.decode(&f).unwrap() {
-                if &data[..] == b"urgent" {
+            for m in dec.decode(&f).unwrap().map(Delivery::into_messages).unwrap_or_default() {
+                if &m.data[..] == b"urgent" {
                     prop_assert!(pops <= ahead + 1, "urgent message waited {} pops", pops);
                 } else {
-                    got.push(data);
+                    got.push(m.data);
                 }
             }
         }
@@ -148,8 +185,8 @@ proptest! {
             let (enc, q, dec, got) = &mut chans[c];
             let frame = if step % 7 == 0 { Some(enc.encode_control(Control::Ping(step as u64))) } else { q.pop_frame(enc) };
             match frame.map(|f| dec.decode(&f).unwrap()) {
-                Some(Some(Delivery::Message { data, .. })) => got.push(data),
                 Some(Some(Delivery::Control(c))) => prop_assert_eq!(c, Control::Ping(step as u64)),
+                Some(Some(delivery)) => got.extend(delivery.into_messages().into_iter().map(|m| m.data)),
                 _ => {}
             }
         }

@@ -47,10 +47,37 @@ fn every_error_variant_has_an_invalid_vector() {
         "FragmentPastEnd",
         "LengthMismatch",
         "EmptyFragment",
+        "EmptyBatch",
         "InvalidUtf8",
         "FrameSizeTooSmall",
     ] {
         assert!(named.contains(&variant), "no vector for {variant}");
+    }
+}
+
+/// Fails to compile when `CodecError` gains a variant, as a reminder to list it above and
+/// give it an invalid vector.
+#[allow(dead_code)]
+fn every_variant_is_listed(e: &miaou_transport::codec::CodecError) {
+    use miaou_transport::codec::CodecError::*;
+    match e {
+        Truncated
+        | UnsupportedVersion { .. }
+        | UnknownFlags { .. }
+        | VarintOverflow
+        | NonMinimalVarint
+        | TrailingBytes { .. }
+        | SequenceGap { .. }
+        | MessageTooLarge { .. }
+        | ReassemblyCapExceeded { .. }
+        | FragmentOutOfOrder { .. }
+        | DuplicateFragment { .. }
+        | FragmentPastEnd { .. }
+        | LengthMismatch { .. }
+        | EmptyFragment { .. }
+        | EmptyBatch
+        | InvalidUtf8
+        | FrameSizeTooSmall { .. } => {}
     }
 }
 

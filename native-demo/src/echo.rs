@@ -8,9 +8,8 @@ use miaou_transport::{Transport, TransportConfig};
 
 #[derive(Args)]
 pub struct EchoArgs {
-    /// Signaling server WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
-    #[arg(long)]
-    signal: String,
+    #[command(flatten)]
+    signaling: crate::lan::SignalArgs,
     /// Room name.
     #[arg(long)]
     room: String,
@@ -22,12 +21,21 @@ pub struct EchoArgs {
 }
 
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
-    let builder =
-        TransportConfig::builder(&args.signal, &args.room).max_message_size(args.max_message_size);
-    let config = args.ice.apply(builder)?.build()?;
-    let transport = Transport::connect(config)
-        .await
-        .context("joining the room")?;
+    let mut lan = args.signaling.resolve(&args.room).await?;
+    let connect_timeout_ms = lan.connect_timeout_ms();
+    let transport = lan
+        .connect(|url| {
+            let builder = TransportConfig::builder(url, &args.room)
+                .max_message_size(args.max_message_size)
+                .connect_timeout_ms(connect_timeout_ms);
+            let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
+            async move {
+                Transport::connect(config?)
+                    .await
+                    .context("joining the room")
+            }
+        })
+        .await?;
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "echoing");
     // Stops on Ctrl-C or when stdin closes, so a parent process can end it cleanly.
     let mut stdin_closed = tokio::spawn(async {
@@ -59,6 +67,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    transport.close().await.context("closing")?;
-    Ok(())
+    let closed = transport.close().await.context("closing");
+    lan.close().await;
+    closed
 }

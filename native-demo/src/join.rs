@@ -11,9 +11,8 @@ use tokio::io::AsyncBufReadExt;
 
 #[derive(Args)]
 pub struct JoinArgs {
-    /// Signaling server WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
-    #[arg(long)]
-    signal: String,
+    #[command(flatten)]
+    signaling: crate::lan::SignalArgs,
     /// Room name.
     #[arg(long)]
     room: String,
@@ -42,11 +41,18 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     } else {
         ChannelKind::Reliable
     };
-    let builder = TransportConfig::builder(&args.signal, &args.room)
-        .channel(kind)
-        .ice_timeouts_ms(args.ice_disconnected_ms, args.ice_failed_ms);
-    let config = args.ice.apply(builder)?.build()?;
-    let mut joined = crate::room::join(config).await?;
+    let mut lan = args.signaling.resolve(&args.room).await?;
+    let connect_timeout_ms = lan.connect_timeout_ms();
+    let mut joined = lan
+        .connect(|url| {
+            let builder = TransportConfig::builder(url, &args.room)
+                .channel(kind)
+                .ice_timeouts_ms(args.ice_disconnected_ms, args.ice_failed_ms)
+                .connect_timeout_ms(connect_timeout_ms);
+            let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
+            async move { crate::room::join(config?).await }
+        })
+        .await?;
     let transport = Arc::clone(&joined.transport);
     let receiver = Arc::clone(&transport);
     let printer = tokio::spawn(async move {
@@ -105,5 +111,6 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     let closed = transport.close().await.context("closing");
     // Messages received before the close are still queued: print them all before exiting.
     printer.await.context("printing received messages")?;
+    lan.close().await;
     outcome.and(closed)
 }

@@ -6,6 +6,8 @@ mod bench;
 mod echo;
 mod file_protocol;
 mod join;
+mod lan;
+mod peers;
 mod receive;
 mod room;
 mod send;
@@ -35,6 +37,12 @@ enum Command {
     Echo(echo::EchoArgs),
     /// Measure one native pair (throughput, message rate, RTT, open time, RSS, CPU).
     Bench(bench::BenchArgs),
+    /// The native end of the browser benchmark: obeys sink/stream/echo commands from a tab.
+    BenchPeer(bench::peer::BenchPeerArgs),
+    /// Load the signaling bridge (a `serve` child process) with thousands of WebSocket clients.
+    BenchBridge(bench::bridge_scale::BridgeBenchArgs),
+    /// List the nodes and bridges advertised on the LAN by mDNS (docs/discovery.md).
+    Peers(peers::PeersArgs),
 }
 
 #[tokio::main]
@@ -47,11 +55,16 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Join(args) => join::run(args).await,
-        Command::Send(args) => with_peak_rss(send::run(args).await),
+        // Interrupted, the command's future is dropped, which withdraws its mDNS
+        // advertisement (goodbye) and stops its embedded endpoint.
+        Command::Join(args) => interruptible(join::run(args)).await,
+        Command::Send(args) => with_peak_rss(interruptible(send::run(args)).await),
         Command::Receive(args) => with_peak_rss(receive::run(args).await),
         Command::Echo(args) => echo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchPeer(args) => bench::peer::run(args).await,
+        Command::BenchBridge(args) => bench::bridge_scale::run(args).await,
+        Command::Peers(args) => peers::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -60,6 +73,20 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `command` until it ends or Ctrl-C. Interrupted, the command's future is dropped
+/// (which withdraws its mDNS advertisement and stops its endpoint) and the process exits 130
+/// at once: the runtime's shutdown would otherwise wait for the blocking read of stdin.
+async fn interruptible(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        result = command => return result,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("error: interrupted");
+    std::process::exit(130);
 }
 
 /// Logs this process's peak resident memory (`VmHWM`) on the way out, success or not.

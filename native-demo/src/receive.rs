@@ -25,9 +25,8 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
 pub struct ReceiveArgs {
-    /// Signaling server WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
-    #[arg(long)]
-    signal: String,
+    #[command(flatten)]
+    signaling: crate::lan::SignalArgs,
     /// Room name.
     #[arg(long)]
     room: String,
@@ -51,12 +50,21 @@ struct Sender {
 pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let builder = TransportConfig::builder(&args.signal, &args.room)
-        .receive_queue_messages(RECEIVE_QUEUE_MESSAGES);
-    let config = args.ice.apply(builder)?.build()?;
-    let transport = Transport::connect(config)
-        .await
-        .context("joining the room")?;
+    let mut lan = args.signaling.resolve(&args.room).await?;
+    let connect_timeout_ms = lan.connect_timeout_ms();
+    let transport = lan
+        .connect(|url| {
+            let builder = TransportConfig::builder(url, &args.room)
+                .receive_queue_messages(RECEIVE_QUEUE_MESSAGES)
+                .connect_timeout_ms(connect_timeout_ms);
+            let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
+            async move {
+                Transport::connect(config?)
+                    .await
+                    .context("joining the room")
+            }
+        })
+        .await?;
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), out = %args.out.display(), "joined; waiting for files");
 
     let mut senders: HashMap<PeerId, Sender> = HashMap::new();
@@ -105,8 +113,9 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         }
     }
-    transport.close().await.context("closing")?;
-    Ok(())
+    let closed = transport.close().await.context("closing");
+    lan.close().await;
+    closed
 }
 
 /// Handles one message; `Ok(true)` when it completed a file.

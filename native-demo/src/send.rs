@@ -15,9 +15,8 @@ use tokio::io::AsyncReadExt;
 
 #[derive(Args)]
 pub struct SendArgs {
-    /// Signaling server WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
-    #[arg(long)]
-    signal: String,
+    #[command(flatten)]
+    signaling: crate::lan::SignalArgs,
     /// Room name.
     #[arg(long)]
     room: String,
@@ -83,11 +82,16 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| check(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let config = args
-        .ice
-        .apply(TransportConfig::builder(&args.signal, &args.room))?
-        .build()?;
-    let mut joined = crate::room::join(config).await?;
+    let mut lan = args.signaling.resolve(&args.room).await?;
+    let connect_timeout_ms = lan.connect_timeout_ms();
+    let mut joined = lan
+        .connect(|url| {
+            let builder =
+                TransportConfig::builder(url, &args.room).connect_timeout_ms(connect_timeout_ms);
+            let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
+            async move { crate::room::join(config?).await }
+        })
+        .await?;
     let transport = Arc::clone(&joined.transport);
     // Nothing is expected back, but keep the receive queue drained so the peers never stall.
     let incoming = Arc::clone(&transport);
@@ -118,6 +122,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         .close()
         .await
         .context("closing (delivering everything sent)");
+    lan.close().await;
     result?;
     closed?;
     Ok(())

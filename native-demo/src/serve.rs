@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
+use miaou_transport::discovery::{Advertisement, Discovery, NodeInfo};
 use miaou_transport::signaling::bridge::{self, BridgeConfig};
 use miaou_transport::signaling::turn::{TurnConfig, DEFAULT_TURN_TTL};
 use miaou_transport::{IceServer, TransportConfig};
@@ -33,6 +34,9 @@ pub struct ServeArgs {
     /// Lifetime of the handed-out TURN credentials, seconds.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_TURN_TTL.as_secs())]
     turn_ttl: u64,
+    /// Do not advertise the bridge on the LAN by mDNS (docs/discovery.md).
+    #[arg(long)]
+    no_mdns: bool,
 }
 
 /// The TURN part of the bridge's configuration, from --turn-secret[-file], --turn-url and
@@ -114,9 +118,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(turn) = turn {
         tracing::info!(urls = ?turn.urls, ttl_s = turn.ttl.as_secs(), "handing out TURN credentials in welcomes");
     }
+    let mdns = if args.no_mdns {
+        None
+    } else {
+        advertise(&bridge)
+    };
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
+    if let Some((discovery, advertisement)) = mdns {
+        advertisement.close().await;
+        discovery.shutdown().await;
+    }
     bridge.shutdown().await;
     Ok(())
+}
+
+/// Advertises the bridge (kind `bridge`) with the address it listens on (every IPv4 address
+/// of the host when it listens on 0.0.0.0). A failure only costs discovery: logged, not fatal.
+fn advertise(bridge: &bridge::Bridge) -> Option<(Discovery, Advertisement)> {
+    let addr = bridge.local_addr();
+    if addr.ip().is_loopback() {
+        tracing::info!(
+            "advertising {addr} by mDNS on this host only (loopback); listen on a LAN address, \
+             e.g. --addr 0.0.0.0:8080, for other hosts to find the bridge"
+        );
+    }
+    let started = Discovery::new().and_then(|discovery| {
+        let advertisement = discovery.advertise(&NodeInfo::bridge(addr.port()), &[addr.ip()])?;
+        Ok((discovery, advertisement))
+    });
+    match started {
+        Ok(mdns) => {
+            println!("mdns: {}", mdns.1.instance());
+            Some(mdns)
+        }
+        Err(e) => {
+            tracing::warn!("not advertising by mDNS: {e}");
+            None
+        }
+    }
 }

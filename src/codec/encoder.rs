@@ -1,8 +1,11 @@
 //! Sending side: splits messages into frames and numbers them.
 
-use super::frame::{Body, Control, Fragment, Frame, MAX_DATA_HEADER, MAX_FRAGMENT_HEADER};
+use super::frame::{
+    batch_entry_len, begin_batch, put_batch_entry, Body, Control, Fragment, Frame, MAX_DATA_HEADER,
+    MAX_FRAGMENT_HEADER,
+};
 use super::{CodecError, CodecLimits, MIN_FRAME_SIZE};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
 /// Per-channel sending state: the next frame sequence number and the next message id.
@@ -75,6 +78,13 @@ impl FrameEncoder {
     }
 }
 
+/// Whether a message of `len` bytes goes out whole (one DATA frame, or an entry of a BATCH)
+/// at `max_frame_size`: `len + 12 ≤ max_frame_size` (12 = worst-case DATA header). Longer
+/// messages are fragmented.
+pub fn fits_one_frame(len: usize, max_frame_size: usize) -> bool {
+    len.saturating_add(MAX_DATA_HEADER) <= max_frame_size
+}
+
 /// How one message is cut into frames; shared by [`Fragments`] (seqs reserved up front) and
 /// [`OutboundQueue`] (seqs taken at pop time).
 #[derive(Debug, Clone)]
@@ -85,6 +95,8 @@ struct Plan {
     chunk: usize,
     offset: usize,
     frames_left: usize,
+    /// The `max_frame_size` it was cut for; a BATCH holding it must fit it too.
+    frame_size: usize,
 }
 
 impl Plan {
@@ -112,8 +124,7 @@ impl Plan {
         }
         // Worst-case header sizes make the split independent of the seq a frame will get, so both
         // sending paths cut a message identically.
-        let (msg_id, chunk, frames_left) = if len.saturating_add(MAX_DATA_HEADER) <= max_frame_size
-        {
+        let (msg_id, chunk, frames_left) = if fits_one_frame(len, max_frame_size) {
             (None, len, 1)
         } else {
             let chunk = max_frame_size - MAX_FRAGMENT_HEADER; // > 0: MIN_FRAME_SIZE > 42
@@ -128,7 +139,13 @@ impl Plan {
             chunk,
             offset: 0,
             frames_left,
+            frame_size: max_frame_size,
         })
+    }
+
+    /// A whole message not yet sent: the only kind a BATCH frame may carry.
+    fn is_whole(&self) -> bool {
+        self.msg_id.is_none() && self.frames_left == 1
     }
 
     fn remaining_bytes(&self) -> usize {
@@ -188,6 +205,11 @@ impl ExactSizeIterator for Fragments {}
 /// [`pop`](Self::pop) with the message's last frame, by [`abort`](Self::abort) when the peer
 /// refused it (RESET), or by [`drain`](Self::drain).
 ///
+/// Small messages are coalesced: when two or more whole (unfragmented) messages are queued at
+/// the head of the rotation, [`pop`](Self::pop) packs as many as fit in one frame into a BATCH
+/// frame. Only messages already queued are coalesced (no timer), so batching adds no latency:
+/// it happens exactly when the sender is ahead of the channel.
+///
 /// Sequence numbers are taken from the encoder at pop time, so control frames from
 /// [`FrameEncoder::encode_control`] may be sent between any two pops. Message ids are assigned
 /// at push time.
@@ -202,8 +224,9 @@ pub struct OutboundQueue<T = ()> {
 pub struct Popped<T> {
     /// The frame to send.
     pub frame: Bytes,
-    /// The tag of the message this frame completes, if it is that message's last frame.
-    pub finished: Option<T>,
+    /// The tags of the messages this frame completes (their last frame, or a BATCH holding
+    /// them), in send order; empty for a fragment that is not a message's last.
+    pub finished: Vec<T>,
 }
 
 impl<T> Default for OutboundQueue<T> {
@@ -240,9 +263,12 @@ impl<T> OutboundQueue<T> {
         Ok(())
     }
 
-    /// The next frame to send (from the message at the head of the rotation), numbered with
-    /// `enc`'s next seq; `None` when the queue is empty.
+    /// The next frame to send (from the message at the head of the rotation, or a BATCH of the
+    /// whole messages there), numbered with `enc`'s next seq; `None` when the queue is empty.
     pub fn pop(&mut self, enc: &mut FrameEncoder) -> Option<Popped<T>> {
+        if let Some(batch) = self.pop_batch(enc) {
+            return Some(batch);
+        }
         let (mut plan, tag) = self.queue.pop_front()?;
         let before = plan.remaining_bytes();
         let frame = plan.next_frame(&mut enc.next_seq);
@@ -251,11 +277,41 @@ impl<T> OutboundQueue<T> {
             .saturating_sub(before.saturating_sub(plan.remaining_bytes()));
         let finished = if plan.frames_left > 0 {
             self.queue.push_back((plan, tag));
-            None
+            Vec::new()
         } else {
-            Some(tag)
+            vec![tag]
         };
         frame.map(|frame| Popped { frame, finished })
+    }
+
+    /// A BATCH of the whole messages at the head of the queue, if two or more fit one frame.
+    fn pop_batch(&mut self, enc: &mut FrameEncoder) -> Option<Popped<T>> {
+        let frame_size = self.queue.front()?.0.frame_size;
+        let mut size = MAX_DATA_HEADER; // worst-case version + flags + seq
+        let mut count = 0;
+        for (plan, _) in &self.queue {
+            let entry = batch_entry_len(plan.data.len());
+            if !plan.is_whole() || size.saturating_add(entry) > frame_size {
+                break;
+            }
+            size += entry;
+            count += 1;
+        }
+        if count < 2 {
+            return None;
+        }
+        let mut out = BytesMut::with_capacity(size);
+        begin_batch(&mut out, enc.take_seq());
+        let mut finished = Vec::with_capacity(count);
+        for (plan, tag) in self.queue.drain(..count) {
+            put_batch_entry(&mut out, &plan.data, plan.text);
+            self.queued_bytes = self.queued_bytes.saturating_sub(plan.data.len());
+            finished.push(tag);
+        }
+        Some(Popped {
+            frame: out.freeze(),
+            finished,
+        })
     }
 
     /// Removes the fragmented message `msg_id` (the peer sent RESET for it) and returns its

@@ -108,6 +108,9 @@ pub enum CodecError {
         /// The message id.
         msg_id: u64,
     },
+    /// A BATCH frame carries no entry (encoders batch two or more messages).
+    #[error("batch frame has no message")]
+    EmptyBatch,
     /// A message flagged TEXT is not valid UTF-8 (JS strings always arrive as UTF-8).
     #[error("text message is not valid UTF-8")]
     InvalidUtf8,

@@ -17,6 +17,7 @@ const KIND_PONG: u8 = 2;
 const KIND_FIN: u8 = 3;
 const KIND_FIN_ACK: u8 = 4;
 const KIND_RESET: u8 = 5;
+const KIND_BATCH: u8 = 6;
 const FLAG_TEXT: u8 = 0x08;
 const FLAG_FRAGMENT: u8 = 0x10;
 const RESERVED: u8 = 0xe0;
@@ -56,6 +57,79 @@ pub struct Fragment {
     pub total: u64,
 }
 
+/// The entries of a BATCH frame: several whole messages coalesced into one frame, in send
+/// order. Each entry is `varint(len << 1 | text)` then `len` bytes (docs/frame.md). A `Batch`
+/// from [`Frame::parse`] is validated: at least one entry, none running past the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Batch<'a> {
+    entries: &'a [u8],
+}
+
+impl<'a> Batch<'a> {
+    /// Checks the entry layout of `entries` (the bytes after a BATCH frame's seq). Errors:
+    /// `EmptyBatch` (no entry), `Truncated` (an entry runs past the end), varint errors.
+    pub fn parse(entries: &'a [u8]) -> Result<Self, CodecError> {
+        if entries.is_empty() {
+            return Err(CodecError::EmptyBatch);
+        }
+        let mut r = Reader(entries);
+        while !r.0.is_empty() {
+            let (len, _) = split_entry_header(r.varint()?);
+            let len = usize::try_from(len).map_err(|_| CodecError::Truncated)?;
+            r.0 = r.0.get(len..).ok_or(CodecError::Truncated)?;
+        }
+        Ok(Batch { entries })
+    }
+
+    /// The raw entry bytes, as on the wire.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.entries
+    }
+
+    /// The messages in send order: `(payload, text)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], bool)> + 'a {
+        let mut r = Reader(self.entries);
+        std::iter::from_fn(move || {
+            // Validated by `parse`, so the error arms only end the iteration early.
+            let (len, text) = split_entry_header(r.varint().ok()?);
+            let len = usize::try_from(len).ok()?;
+            let payload = r.0.get(..len)?;
+            r.0 = r.0.get(len..)?;
+            Some((payload, text))
+        })
+    }
+}
+
+/// Bytes one message takes inside a BATCH frame: its entry header plus its payload.
+pub(crate) fn batch_entry_len(len: usize) -> usize {
+    varint_len(entry_header(len, false)).saturating_add(len)
+}
+
+/// Appends one BATCH entry to `out`.
+pub(crate) fn put_batch_entry(out: &mut BytesMut, payload: &[u8], text: bool) {
+    put_varint(out, entry_header(payload.len(), text));
+    out.put_slice(payload);
+}
+
+/// Starts a BATCH frame with sequence number `seq`; entries follow via [`put_batch_entry`].
+pub(crate) fn begin_batch(out: &mut BytesMut, seq: u64) {
+    out.put_u8(VERSION);
+    out.put_u8(KIND_BATCH);
+    put_varint(out, seq);
+}
+
+fn entry_header(len: usize, text: bool) -> u64 {
+    ((len as u64) << 1) | u64::from(text)
+}
+
+fn split_entry_header(header: u64) -> (u64, bool) {
+    (header >> 1, header & 1 == 1)
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// What a frame carries after its sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Body<'a> {
@@ -68,6 +142,9 @@ pub enum Body<'a> {
         /// Payload bytes: the rest of the frame.
         payload: &'a [u8],
     },
+    /// Several whole messages coalesced into one frame (kind BATCH), to raise the message rate
+    /// of small messages without a timer: only messages already queued are coalesced.
+    Batch(Batch<'a>),
     /// A control message.
     Control(Control),
 }
@@ -99,7 +176,7 @@ impl<'a> Frame<'a> {
         let kind = flags & KIND_MASK;
         let data_only = FLAG_TEXT | FLAG_FRAGMENT;
         if flags & RESERVED != 0
-            || kind > KIND_RESET
+            || kind > KIND_BATCH
             || (kind != KIND_DATA && flags & data_only != 0)
         {
             return Err(CodecError::UnknownFlags { flags });
@@ -126,11 +203,17 @@ impl<'a> Frame<'a> {
                     },
                 });
             }
+            KIND_BATCH => {
+                return Ok(Frame {
+                    seq,
+                    body: Body::Batch(Batch::parse(r.rest())?),
+                });
+            }
             KIND_PING => Control::Ping(r.varint()?),
             KIND_PONG => Control::Pong(r.varint()?),
             KIND_FIN => Control::Fin,
             KIND_FIN_ACK => Control::FinAck,
-            _ => Control::Reset(r.varint()?), // KIND_RESET: kinds above it were rejected above
+            _ => Control::Reset(r.varint()?), // KIND_RESET: DATA/BATCH returned above, unassigned kinds were rejected
         };
         match r.rest().len() {
             0 => Ok(Frame {
@@ -146,6 +229,7 @@ impl<'a> Frame<'a> {
     pub fn encode(&self) -> Bytes {
         let payload_len = match self.body {
             Body::Data { payload, .. } => payload.len(),
+            Body::Batch(batch) => batch.entries.len(),
             Body::Control(_) => MAX_VARINT_LEN,
         };
         let mut out = BytesMut::with_capacity(MAX_FRAGMENT_HEADER.saturating_add(payload_len));
@@ -156,6 +240,7 @@ impl<'a> Frame<'a> {
                     | if fragment.is_some() { FLAG_FRAGMENT } else { 0 };
                 (KIND_DATA | f, None)
             }
+            Body::Batch(_) => (KIND_BATCH, None),
             Body::Control(Control::Ping(n)) => (KIND_PING, Some(n)),
             Body::Control(Control::Pong(n)) => (KIND_PONG, Some(n)),
             Body::Control(Control::Fin) => (KIND_FIN, None),
@@ -177,6 +262,9 @@ impl<'a> Frame<'a> {
                 put_varint(&mut out, f.total);
             }
             out.put_slice(payload);
+        }
+        if let Body::Batch(batch) = self.body {
+            out.put_slice(batch.entries);
         }
         out.freeze()
     }

@@ -28,10 +28,10 @@ mod reassembler;
 mod tests;
 mod varint;
 
-pub use encoder::{Fragments, FrameEncoder, OutboundQueue, Popped};
+pub use encoder::{fits_one_frame, Fragments, FrameEncoder, OutboundQueue, Popped};
 pub use error::CodecError;
-pub use frame::{Body, Control, Fragment, Frame, VERSION};
-pub use reassembler::{Delivery, FrameDecoder, REASSEMBLY_RUN_OVERHEAD};
+pub use frame::{Batch, Body, Control, Fragment, Frame, VERSION};
+pub use reassembler::{Delivery, FrameDecoder, Payload, REASSEMBLY_RUN_OVERHEAD};
 
 /// Smallest `max_frame_size` the encoder accepts, in bytes: room for the largest fragment
 /// header (42 bytes) plus 22 payload bytes, so every fragment makes progress.

@@ -23,8 +23,31 @@ pub enum Delivery {
         /// The sender passed a string; `data` is valid UTF-8 (checked).
         text: bool,
     },
+    /// Several whole messages from one BATCH frame, in send order (never empty).
+    Batch(Vec<Payload>),
     /// A control frame.
     Control(Control),
+}
+
+impl Delivery {
+    /// The application messages this delivery carries, in send order: one for `Message`,
+    /// every entry of a `Batch`, none for `Control`.
+    pub fn into_messages(self) -> Vec<Payload> {
+        match self {
+            Delivery::Message { data, text } => vec![Payload { data, text }],
+            Delivery::Batch(messages) => messages,
+            Delivery::Control(_) => Vec::new(),
+        }
+    }
+}
+
+/// One whole message taken out of a BATCH frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The message bytes.
+    pub data: Bytes,
+    /// The sender passed a string; `data` is valid UTF-8 (checked).
+    pub text: bool,
 }
 
 /// Per-channel receiving state: expected sequence number and partial messages.
@@ -89,18 +112,39 @@ impl FrameDecoder {
 
     /// Decodes one frame (one data-channel message).
     ///
-    /// Returns `Some(Message)` for a whole message or the fragment completing one, `None` for a
+    /// Returns `Some(Message)` for a whole message or the fragment completing one,
+    /// `Some(Batch)` for the messages of a BATCH frame, `None` for a
     /// buffered fragment, `Some(Control)` for a control frame. Errors: everything
     /// [`Frame::parse`] returns; `SequenceGap` (ordered mode; the frame and every partial
     /// message are dropped, and the expected seq moves past the frame, so one loss gives one
     /// gap error and the dropped messages' later fragments are skipped); `MessageTooLarge`,
-    /// `InvalidUtf8`; and for fragments `EmptyFragment`, `FragmentPastEnd`, `LengthMismatch`,
+    /// `InvalidUtf8` (for a BATCH: the whole frame is dropped); and for fragments `EmptyFragment`, `FragmentPastEnd`, `LengthMismatch`,
     /// `FragmentOutOfOrder`, `DuplicateFragment`, `ReassemblyCapExceeded`, each of which
     /// discards the partial message it names ([`take_dropped`](Self::take_dropped) gives its
     /// id); the later fragments of a discarded message are then skipped silently (`Ok(None)`),
     /// since the error was already reported once and the sender is told with a RESET.
     pub fn decode(&mut self, frame: &[u8]) -> Result<Option<Delivery>, CodecError> {
-        let frame = Frame::parse(frame)?;
+        self.decode_frame(frame, None)
+    }
+
+    /// [`decode`](Self::decode) for a frame the caller holds as [`Bytes`]: whole messages
+    /// (unfragmented, and every message of a BATCH) share the frame's buffer instead of being
+    /// copied. Same results and errors.
+    pub fn decode_bytes(&mut self, frame: &Bytes) -> Result<Option<Delivery>, CodecError> {
+        self.decode_frame(frame, Some(frame))
+    }
+
+    fn decode_frame(
+        &mut self,
+        bytes: &[u8],
+        shared: Option<&Bytes>,
+    ) -> Result<Option<Delivery>, CodecError> {
+        // `slice_ref` needs a subslice of `shared`, which every payload of `bytes` is.
+        let take = |payload: &[u8]| match shared {
+            Some(buf) if !payload.is_empty() => buf.slice_ref(payload),
+            _ => Bytes::copy_from_slice(payload),
+        };
+        let frame = Frame::parse(bytes)?;
         if self.limits.ordered {
             let expected = self.next_seq;
             // max(): a late duplicate must not move the expectation backwards.
@@ -142,7 +186,27 @@ impl FrameDecoder {
                         max,
                     });
                 }
-                message(payload.to_vec(), text).map(Some)
+                message(take(payload), text).map(Some)
+            }
+            Body::Batch(batch) => {
+                let mut messages = Vec::new();
+                for (payload, text) in batch.iter() {
+                    let max = self.limits.max_message_size;
+                    if payload.len() > max {
+                        return Err(CodecError::MessageTooLarge {
+                            len: payload.len() as u64,
+                            max,
+                        });
+                    }
+                    if text && std::str::from_utf8(payload).is_err() {
+                        return Err(CodecError::InvalidUtf8);
+                    }
+                    messages.push(Payload {
+                        data: take(payload),
+                        text,
+                    });
+                }
+                Ok(Some(Delivery::Batch(messages)))
             }
             Body::Data {
                 text,
@@ -284,7 +348,7 @@ impl FrameDecoder {
         let mut data = runs.next().unwrap_or_default();
         data.reserve_exact((p.total as usize).saturating_sub(data.len()));
         runs.for_each(|run| data.extend_from_slice(&run));
-        message(data, p.text).map(Some)
+        message(Bytes::from(data), p.text).map(Some)
     }
 }
 
@@ -317,12 +381,9 @@ fn append(run: &mut Vec<u8>, data: &[u8], limit: u64) {
     run.extend_from_slice(data);
 }
 
-fn message(data: Vec<u8>, text: bool) -> Result<Delivery, CodecError> {
+fn message(data: Bytes, text: bool) -> Result<Delivery, CodecError> {
     if text && std::str::from_utf8(&data).is_err() {
         return Err(CodecError::InvalidUtf8);
     }
-    Ok(Delivery::Message {
-        data: Bytes::from(data),
-        text,
-    })
+    Ok(Delivery::Message { data, text })
 }

@@ -1,6 +1,8 @@
 //! Native backend: webrtc-rs (`webrtc` 0.17) on tokio, tokio-tungstenite for signaling.
 //! Thin: it only adapts those crates to the functions and types the shared session expects.
 
+#[cfg(feature = "discovery")]
+pub mod discovery;
 mod rtc;
 mod signaling_socket;
 

@@ -65,6 +65,14 @@ use super::turn::TurnConfig;
 /// without being buffered.
 pub const WS_MAX_MESSAGE_BYTES: usize = MAX_MESSAGE_BYTES + 16 * 1024;
 
+/// Read buffer of each WebSocket, bytes. tungstenite's default is 128 KiB, allocated per
+/// connection and zero-filled up to that size before every read: with 10 000 clients that was
+/// 135 KiB of RSS per connection (1.3 GB) and about a quarter of the bridge's CPU in `memset`
+/// (`native-demo bench-bridge`). Signaling messages are a few hundred bytes to a few KiB; a
+/// larger message still arrives whole (the buffer grows to the frame, up to
+/// [`WS_MAX_MESSAGE_BYTES`]), over a few more reads.
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Capacity of each connection's outbound queue, in messages. A client that lets this many
 /// messages, or [`OUTBOUND_QUEUE_BYTES`] of them, pile up is disconnected. Large enough for the
 /// burst a client receives when a full room joins at once (an offer or answer, about 20
@@ -291,6 +299,7 @@ fn router(config: &BridgeConfig, hub: Arc<Hub>) -> Router {
 
 async fn upgrade(State(hub): State<Arc<Hub>>, ws: WebSocketUpgrade) -> Response {
     let ws = ws
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .max_message_size(WS_MAX_MESSAGE_BYTES)
         .max_frame_size(WS_MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"));

@@ -389,8 +389,10 @@ impl JsTransport {
         );
     }
 
-    /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. Resolves when
-    /// handed to the data channel; waits while its buffer is full.
+    /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. Resolves once
+    /// queued for the peer; waits while the send queue is full (4 MiB by default). Rejects with
+    /// MiaouError for an unknown/closing peer or an oversized message; later failures (peer
+    /// refused it, channel broke) arrive through `onPeer` as `error` events.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(
         &self,

@@ -3,7 +3,7 @@
 //! run the same checks.
 #![allow(dead_code)]
 
-use miaou_transport::codec::{CodecLimits, Delivery, Frame, FrameDecoder};
+use miaou_transport::codec::{CodecLimits, Frame, FrameDecoder};
 
 /// Feeds `data` to a decoder as a sequence of frames and checks the decoder's invariants.
 ///
@@ -41,9 +41,11 @@ pub fn decode_frames(data: &[u8]) {
                 "accepted frames have one encoding"
             );
         }
-        if let Ok(Some(Delivery::Message { data, text })) = dec.decode(frame) {
-            assert!(data.len() <= limits.max_message_size);
-            assert!(!text || std::str::from_utf8(&data).is_ok());
+        if let Ok(Some(delivery)) = dec.decode(frame) {
+            for m in delivery.into_messages() {
+                assert!(m.data.len() <= limits.max_message_size);
+                assert!(!m.text || std::str::from_utf8(&m.data).is_ok());
+            }
         }
         assert!(dec.buffered_bytes() <= limits.max_reassembly_bytes);
     }

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use miaou_transport::codec::{
-    Body, CodecError, CodecLimits, Control, Delivery, Fragment, Frame, FrameDecoder, FrameEncoder,
-    OutboundQueue,
+    Batch, Body, CodecError, CodecLimits, Control, Delivery, Fragment, Frame, FrameDecoder,
+    FrameEncoder, OutboundQueue,
 };
 
 /// tests/vectors/valid.txt: frames and messages that must encode to exactly these bytes.
@@ -124,6 +124,9 @@ fn described_frame<'a>(v: &Vector<'a>, payload: &'a [u8]) -> Frame<'a> {
                 payload,
             }
         }
+        "batch" => Body::Batch(
+            Batch::parse(payload).unwrap_or_else(|e| panic!("line {}: batch: {e}", v.line)),
+        ),
         "ping" => Body::Control(Control::Ping(nonce)),
         "pong" => Body::Control(Control::Pong(nonce)),
         "reset" => Body::Control(Control::Reset(nonce)),
@@ -166,7 +169,7 @@ fn check_frame(v: &Vector, ctx: &str) {
                     Delivery::Message { data, text },
                 ))
             }
-            Body::Data { .. } => None,
+            Body::Data { .. } | Body::Batch(_) => None,
         };
         if let Some((bytes, delivery)) = expected {
             assert_eq!(
@@ -236,6 +239,52 @@ fn check_message(v: &Vector, ctx: &str) {
     }
 }
 
+/// `batch` vectors: `messages` (hex, `:t` for text, `-` empty) queued at once on a fresh
+/// OutboundQueue pop as exactly `frames`, and decode back to the same messages in order.
+fn check_batch(v: &Vector, ctx: &str) {
+    let max_frame = v.num("max_frame").expect("max_frame") as usize;
+    let messages: Vec<(Bytes, bool)> = v
+        .get("messages")
+        .expect("messages=")
+        .split(',')
+        .map(|m| {
+            let (hex, text) = m.strip_suffix(":t").map_or((m, false), |h| (h, true));
+            (Bytes::from(unhex(hex)), text)
+        })
+        .collect();
+    let (mut enc, mut q) = (
+        FrameEncoder::new(CodecLimits::default()),
+        OutboundQueue::new(),
+    );
+    for (data, text) in &messages {
+        q.push(&mut enc, data.clone(), *text, max_frame)
+            .unwrap_or_else(|e| panic!("{ctx}: push: {e}"));
+    }
+    let frames: Vec<Bytes> = std::iter::from_fn(|| q.pop_frame(&mut enc)).collect();
+    let expected: Vec<String> = v.frames().iter().map(hex::encode).collect();
+    assert_eq!(
+        frames.iter().map(hex::encode).collect::<Vec<_>>(),
+        expected,
+        "{ctx}: OutboundQueue frames"
+    );
+    assert!(
+        frames.iter().all(|f| f.len() <= max_frame),
+        "{ctx}: frame over max_frame"
+    );
+    let mut dec = FrameDecoder::new(CodecLimits::default());
+    let got: Vec<(Bytes, bool)> = frames
+        .iter()
+        .flat_map(|f| {
+            dec.decode(f)
+                .unwrap_or_else(|e| panic!("{ctx}: decode: {e}"))
+                .map(Delivery::into_messages)
+                .unwrap_or_default()
+        })
+        .map(|m| (m.data, m.text))
+        .collect();
+    assert_eq!(got, messages, "{ctx}: decoded messages, in order");
+}
+
 fn check_error(v: &Vector, ctx: &str) {
     let expect = v.get("expect").expect("expect=");
     let mut dec = FrameDecoder::new(v.limits());
@@ -281,6 +330,7 @@ pub fn check(src: &str) -> (usize, usize) {
         match v.tag {
             "frame" => check_frame(&v, &ctx),
             "message" => check_message(&v, &ctx),
+            "batch" => check_batch(&v, &ctx),
             "error" => check_error(&v, &ctx),
             "encode_error" => check_encode_error(&v, &ctx),
             t => panic!("{ctx}: unknown tag {t}"),

@@ -26,9 +26,11 @@ export async function waitFor(predicate, what, ms = 30_000, stepMs = 20) {
   }
 }
 
-/** A child process whose stdout lines are collected; stderr is kept for failure reports. */
-function run(args, { name }) {
-  const proc = spawn(nativeDemo, args, { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+/** A child process whose stdout lines are collected; stderr is kept for failure reports.
+ *  With `netns`, it runs inside that network namespace (`ip netns exec`); `env` adds variables. */
+export function run(args, { name, netns, env }) {
+  const [command, argv] = netns ? ["ip", ["netns", "exec", netns, nativeDemo, ...args]] : [nativeDemo, args];
+  const proc = spawn(command, argv, { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
   const lines = [];
   let stderr = "";
   createInterface({ input: proc.stdout }).on("line", (line) => lines.push(line));
@@ -66,9 +68,9 @@ export function startJoin(ws, room, extra = []) {
 
 /** Chromium flags that work headless as root with no outside network. mDNS hiding of host
  *  candidates stays at Chromium's default (on). */
-export async function launchChromium() {
+export async function launchChromium(executablePath = process.env.CHROMIUM || "/usr/bin/chromium") {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    executablePath,
     headless: true,
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,8 +11,8 @@ suite() {
 }
 
 # Native: unit tests, doc tests, codec vectors + proptests, bridge with real WebSocket clients,
-# native-demo processes talking over real WebRTC.
-suite native cargo test --locked --workspace --features miaou-transport/bridge
+# native-demo processes talking over real WebRTC, mDNS discovery in namespaces the tests create.
+suite native cargo test --locked --workspace --features miaou-transport/bridge,miaou-transport/discovery
 # Browser: the same codec vectors checked by wasm-bindgen-test inside headless Chromium.
 suite wasm env CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120 \
   cargo test --locked --target wasm32-unknown-unknown --test wasm_codec

@@ -30,7 +30,7 @@ fi
 
 # Everything is compiled before entering the namespace, which has no route to crates.io.
 step "building native tests and the browser test binary"
-features=(--features miaou-transport/bridge)
+features=(--features miaou-transport/bridge,miaou-transport/discovery)
 cargo test --locked --workspace "${features[@]}" --no-run
 cargo test --locked --target wasm32-unknown-unknown --test wasm_codec --no-run
 

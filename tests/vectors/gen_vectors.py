@@ -8,7 +8,7 @@ between header fields for readability; `#` lines describe the vector below them.
 """
 import os
 
-KINDS = dict(data=0, ping=1, pong=2, fin=3, fin_ack=4, reset=5)
+KINDS = dict(data=0, ping=1, pong=2, fin=3, fin_ack=4, reset=5, batch=6)
 TEXT, FRAGMENT, MIN_FRAME = 0x08, 0x10, 64
 
 
@@ -38,6 +38,31 @@ def split(data, max_frame, text=False, seq=0, msg_id=0):
     chunk = max_frame - 42
     return [frame(seq + i, text=text, frag=(msg_id, off, len(data)), payload=data[off:off + chunk])
             for i, off in enumerate(range(0, len(data), chunk))]
+
+
+def entries(msgs):
+    """BATCH entries: varint(len << 1 | text) then the bytes, per message."""
+    return b"".join(varint(len(d) << 1 | int(t)) + d for d, t in msgs)
+
+
+def coalesce(msgs, max_frame):
+    """The queue's rule for whole messages: from the head, as many as fit one frame
+    (12-byte worst-case header + entries); two or more make a BATCH, one goes alone."""
+    frames, seq, i = [], 0, 0
+    while i < len(msgs):
+        size, j = 12, i
+        while j < len(msgs) and size + len(entries([msgs[j]])) <= max_frame:
+            size += len(entries([msgs[j]]))
+            j += 1
+        if j - i >= 2:
+            frames.append(frame(seq, "batch", payload=entries(msgs[i:j])))
+            i = j
+        else:
+            data, text = msgs[i]
+            frames.append(frame(seq, text=text, payload=data))
+            i += 1
+        seq += 1
+    return frames
 
 
 def iota(n):
@@ -91,6 +116,12 @@ frame_vec("fin_ack", "FIN_ACK (kind 4)", 0, kind="fin_ack")
 frame_vec("reset", "RESET (kind 5) of message id 0", 0, kind="reset", nonce=0)
 frame_vec("reset_300", "RESET of message id 300 (varint ac 02)", 4, kind="reset", nonce=300)
 frame_vec("fin_seq_200", "FIN as frame 200 (seq 2-byte varint c8 01)", 200, kind="fin")
+frame_vec("batch_two", "BATCH (kind 6) of 'hi' (binary) and 'yo' (text): entries 04 'hi', 05 'yo'", 0,
+          kind="batch", payload=entries([(b"hi", False), (b"yo", True)]))
+frame_vec("batch_empty_entry", "BATCH whose first message is empty (entry 00) and second 1 byte", 2,
+          kind="batch", payload=entries([(b"", False), (b"a", False)]))
+frame_vec("batch_long_entry", "BATCH entry of 200 bytes: header varint 400 = 90 03", 1,
+          kind="batch", payload=entries([(iota(200), False), (b"z", False)]))
 
 # --- valid whole messages through FrameEncoder::encode_message (fresh encoder) -------------------
 def message_vec(name, desc, data, max_frame, text=False):
@@ -108,6 +139,22 @@ message_vec("msg_text_utf8_split", "text '€' x 20 (60 bytes): fragment boundar
 message_vec("msg_200_at_100", "200 bytes at max_frame 100: 58-byte fragments, 4 frames", iota(200), 100)
 message_vec("msg_default_frame", "100 bytes fit one 16 KiB frame", iota(100), 16 * 1024)
 
+# --- whole messages queued together through OutboundQueue: coalesced into BATCH frames ----------
+def batch_vec(name, desc, msgs, max_frame):
+    listed = ",".join((d.hex() or "-") + (":t" if t else "") for d, t in msgs)
+    frames = ",".join(coalesce(msgs, max_frame))
+    v(desc, f"batch name={name} max_frame={max_frame} messages={listed} frames={frames}")
+
+
+batch_vec("queue_three_small", "three small messages queued at once: one BATCH frame",
+          [(b"a", False), (b"bc", True), (b"", False)], 1024)
+batch_vec("queue_lone", "a single queued message stays an ordinary DATA frame", [(b"solo", False)], 1024)
+batch_vec("queue_split_at_frame_size", "ten 10-byte messages at max_frame 64: 12 + 4 x 11 = 56 fits, "
+          "a 5th would make 67: BATCH of 4, BATCH of 4, BATCH of 2",
+          [(iota(10), False)] * 10, MIN_FRAME)
+batch_vec("queue_big_then_small", "a 52-byte message fills a 64-byte frame alone; the next two share one",
+          [(iota(52), False), (b"x", False), (b"y", True)], MIN_FRAME)
+
 # --- invalid frames / frame sequences: FrameDecoder errors ---------------------------------------
 def err(name, desc, expect, frames, opts=""):
     bad(desc, f"error name={name} expect={expect}{' ' + opts if opts else ''} frames={','.join(frames)}")
@@ -121,7 +168,17 @@ err("ping_no_nonce", "PING without its nonce varint", "Truncated", ["01.01.00"])
 err("version_2", "newer version 2: rejected, never guessed at", "UnsupportedVersion", ["02.00.00"])
 err("version_0", "version 0", "UnsupportedVersion", ["00"])
 err("reserved_flag", "reserved flag bit 0x20 set", "UnknownFlags", ["01.20.00"])
-err("unknown_kind", "unassigned kind 6", "UnknownFlags", ["01.06.00"])
+err("unknown_kind", "unassigned kind 7", "UnknownFlags", ["01.07.00"])
+err("batch_empty", "BATCH with no entry", "EmptyBatch", ["01.06.00"])
+err("batch_entry_past_end", "BATCH entry declaring 5 bytes with 1 left", "Truncated", ["01.06.00.0a.61"])
+err("batch_entry_header_truncated", "BATCH entry header varint cut by the end", "Truncated", ["01.06.00.02.61.80"])
+err("batch_text_flag", "TEXT flag on a BATCH (text is per entry)", "UnknownFlags", ["01.0e.00.02.61"])
+err("batch_fragment_flag", "FRAGMENT flag on a BATCH", "UnknownFlags", ["01.16.00.02.61"])
+err("batch_text_not_utf8", "BATCH text entry with byte ff", "InvalidUtf8", ["01.06.00.02.61.03.ff"])
+err("batch_entry_over_cap", "BATCH entry of 5 bytes, cap 4", "MessageTooLarge", ["01.06.00.0a.68656c6c6f"],
+    "max_message=4")
+err("batch_seq_gap", "BATCH frames are numbered like any frame: seq 1 first is a gap", "SequenceGap",
+    ["01.06.01.02.61.02.62"])
 err("text_on_control", "TEXT flag on a PING", "UnknownFlags", ["01.09.00.00"])
 err("varint_11_bytes", "seq varint of 11 bytes", "VarintOverflow", ["01.00." + "ff" * 10 + "01"])
 err("varint_over_u64", "seq varint whose 10th byte is 02 (value 2^64)", "VarintOverflow", ["01.00." + "80" * 9 + "02"])

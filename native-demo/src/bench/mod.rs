@@ -3,7 +3,9 @@
 //! node-datachannel and Chromium) is run by `npm run bench`, which starts one process per pair
 //! so peak RSS and CPU time belong to that pair alone.
 
+pub mod bridge_scale;
 mod miaou;
+pub mod peer;
 mod raw;
 pub mod stats;
 mod workloads;

@@ -1,28 +1,38 @@
-//! One open data channel to one peer: a [`writer`] task that interleaves messages' frames with
-//! backpressure and runs the close handshake, and a [`reader`] task that decodes frames into
-//! messages. `close` sends FIN after everything queued and completes once both sides' FINs are
-//! acknowledged, so nothing accepted by `send` is lost.
+//! One open data channel to one peer: a [`writer`] task that interleaves messages' frames (and
+//! coalesces small ones into BATCH frames) with backpressure and runs the close handshake, and a
+//! [`reader`] task that decodes frames into messages.
+//!
+//! `send` of a single-frame message returns once it is queued (like `RTCDataChannel.send`), so
+//! a sender's small messages pile up and are coalesced into BATCH frames; `send` of a larger
+//! message returns once its last frame is handed to the channel. So a sequential sender's
+//! messages arrive in send order, while a message sent concurrently (another task) overtakes a
+//! large transfer after at most one frame. Nothing accepted is lost silently: `close` sends FIN
+//! after everything queued and completes once both sides' FINs are acknowledged, and queued
+//! single-frame messages stranded by a broken channel are counted in an `Error::Undelivered`
+//! event.
 
 mod reader;
 mod writer;
 
 use crate::backend::{self, RtcChannel};
-use crate::codec::{CodecLimits, Control, FrameDecoder, FrameEncoder};
+use crate::codec::{fits_one_frame, CodecError, CodecLimits, Control, FrameDecoder, FrameEncoder};
 use crate::error::{Error, Result};
 use crate::event::{Event, Message};
 use crate::signaling::protocol::PeerId;
 use bytes::Bytes;
 use futures::channel::oneshot;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request to a peer's writer task. The reader task also speaks through this queue, so the
 /// writer sees the peer's control frames in the order they arrived.
 pub(crate) enum WriteCmd {
-    /// An application message; `done` answers once its last frame is handed to the channel.
+    /// An application message; `done` (multi-frame messages) answers once its last frame is
+    /// handed to the channel.
     Data {
         data: Bytes,
         text: bool,
-        done: oneshot::Sender<Result<()>>,
+        done: Option<oneshot::Sender<Result<()>>>,
     },
     /// A control frame to send now (PONG, RESET), between data frames.
     Control(Control),
@@ -53,26 +63,58 @@ pub(crate) struct LinkSettings {
     pub(crate) send_queue_messages: usize,
 }
 
-/// How a link's writer task ended, shared with its handles: `None` while it runs.
-pub(crate) type LinkOutcome = Arc<Mutex<Option<Result<()>>>>;
+/// State the writer task shares with every handle on its link.
+pub(crate) struct LinkShared {
+    /// Cleared once the link stops accepting messages (closing, or ended).
+    accepting: AtomicBool,
+    /// How the writer task ended: `None` while it runs.
+    outcome: Mutex<Option<Result<()>>>,
+}
 
 /// Handle on a running link, kept in the transport's peer table.
 #[derive(Clone)]
 pub(crate) struct LinkHandle {
     writer: async_channel::Sender<WriteCmd>,
-    outcome: LinkOutcome,
+    shared: Arc<LinkShared>,
+    limits: CodecLimits,
+    max_frame_size: usize,
 }
 
 impl LinkHandle {
-    /// Queues `data` and waits until all its frames are handed to the data channel.
+    /// Queues `data` for the peer, waiting while `send_queue_messages` are queued; a message
+    /// larger than one frame is then awaited until its last frame is handed to the channel.
+    /// Errors: `PeerNotConnected` (the link is closing or gone), `Codec(MessageTooLarge)`,
+    /// `Codec(InvalidUtf8)` (`text` with non-UTF-8 bytes), `MessageRefused` / `Rtc` (multi-frame
+    /// messages only: the peer sent RESET, or the channel failed).
     pub(crate) async fn send(&self, peer: &PeerId, data: Bytes, text: bool) -> Result<()> {
+        let max = self.limits.max_message_size;
+        if data.len() > max {
+            let len = data.len() as u64;
+            return Err(Error::Codec(CodecError::MessageTooLarge { len, max }));
+        }
+        if text && std::str::from_utf8(&data).is_err() {
+            return Err(Error::Codec(CodecError::InvalidUtf8));
+        }
+        let not_connected = || Error::PeerNotConnected(peer.clone());
+        if !self.shared.accepting.load(Ordering::Acquire) {
+            return Err(not_connected());
+        }
+        if fits_one_frame(data.len(), self.max_frame_size) {
+            let cmd = WriteCmd::Data {
+                data,
+                text,
+                done: None,
+            };
+            return self.writer.send(cmd).await.map_err(|_| not_connected());
+        }
         let (done, wait) = oneshot::channel();
-        self.writer
-            .send(WriteCmd::Data { data, text, done })
-            .await
-            .map_err(|_| Error::PeerNotConnected(peer.clone()))?;
-        wait.await
-            .map_err(|_| Error::PeerNotConnected(peer.clone()))?
+        let cmd = WriteCmd::Data {
+            data,
+            text,
+            done: Some(done),
+        };
+        self.writer.send(cmd).await.map_err(|_| not_connected())?;
+        wait.await.map_err(|_| not_connected())?
     }
 
     /// Delivers everything queued, exchanges FIN / FIN_ACK both ways, then closes the channel.
@@ -98,6 +140,7 @@ impl LinkHandle {
     /// The recorded outcome of a writer that is gone.
     fn ended(&self, peer: &PeerId) -> Result<()> {
         let recorded = self
+            .shared
             .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -123,14 +166,17 @@ pub(crate) fn start(
 ) -> LinkHandle {
     let (writer_tx, writer_rx) = async_channel::bounded(settings.send_queue_messages.max(1));
     let encoder = FrameEncoder::new(settings.limits);
-    let outcome = LinkOutcome::default();
+    let shared = Arc::new(LinkShared {
+        accepting: AtomicBool::new(true),
+        outcome: Mutex::new(None),
+    });
     let writer = writer::Writer::new(
         peer.clone(),
         channel,
         encoder,
         settings,
         sinks.events.clone(),
-        outcome.clone(),
+        shared.clone(),
     );
     backend::spawn(writer.run(writer_rx));
     let reader = reader::Reader::new(
@@ -142,6 +188,8 @@ pub(crate) fn start(
     backend::spawn(reader.run(frames));
     LinkHandle {
         writer: writer_tx,
-        outcome,
+        shared,
+        limits: settings.limits,
+        max_frame_size: settings.max_frame_size,
     }
 }

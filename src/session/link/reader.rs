@@ -1,7 +1,7 @@
 //! The receiving half of a link: frames in, messages and control commands out.
 
 use super::{Sinks, WriteCmd};
-use crate::codec::{Control, Delivery, FrameDecoder};
+use crate::codec::{Control, Delivery, FrameDecoder, Payload};
 use crate::error::Error;
 use crate::event::{Event, Message};
 use crate::signaling::protocol::PeerId;
@@ -31,18 +31,18 @@ impl Reader {
 
     pub(super) async fn run(mut self, frames: async_channel::Receiver<Bytes>) {
         while let Ok(frame) = frames.recv().await {
-            match self.decoder.decode(&frame) {
+            match self.decoder.decode_bytes(&frame) {
                 Ok(None) => {}
                 Ok(Some(Delivery::Message { data, text })) => {
-                    let message = Message {
-                        from: self.peer.clone(),
-                        data,
-                        text,
-                    };
-                    // Awaiting here is the receive-side backpressure: the backend stops reading
-                    // from the data channel while the application is behind.
-                    if self.sinks.messages.send(message).await.is_err() {
+                    if !self.deliver(data, text).await {
                         return;
+                    }
+                }
+                Ok(Some(Delivery::Batch(messages))) => {
+                    for Payload { data, text } in messages {
+                        if !self.deliver(data, text).await {
+                            return;
+                        }
                     }
                 }
                 Ok(Some(Delivery::Control(control))) => self.on_control(control).await,
@@ -59,6 +59,18 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Hands one message to the application; false once the transport is gone.
+    async fn deliver(&self, data: Bytes, text: bool) -> bool {
+        let message = Message {
+            from: self.peer.clone(),
+            data,
+            text,
+        };
+        // Awaiting here is the receive-side backpressure: the backend stops reading from the
+        // data channel while the application is behind.
+        self.sinks.messages.send(message).await.is_ok()
     }
 
     async fn on_control(&mut self, control: Control) {

@@ -2,7 +2,7 @@
 //! is never stuck behind a large one for more than one frame), pauses while the channel's
 //! `bufferedAmount` is above the high-water mark, and runs the close handshake.
 
-use super::{LinkOutcome, LinkSettings, WriteCmd};
+use super::{LinkSettings, LinkShared, WriteCmd};
 use crate::backend::{self, RtcChannel};
 use crate::codec::{Control, FrameEncoder, OutboundQueue};
 use crate::error::{Error, Result};
@@ -10,9 +10,21 @@ use crate::event::Event;
 use crate::signaling::protocol::PeerId;
 use futures::channel::oneshot;
 use futures::future::Either;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-/// Answers a `send` once its message's last frame is handed to the channel.
+/// Answers a `close` once the handshake completed or failed, or a multi-frame `send` once its
+/// last frame is handed to the channel.
 type Done = oneshot::Sender<Result<()>>;
+
+/// The tag of a queued message in the [`OutboundQueue`].
+struct Queued {
+    /// Payload bytes.
+    len: usize,
+    /// The waiting `send` of a multi-frame message; `None` for a single-frame one, whose
+    /// `send` already returned.
+    done: Option<Done>,
+}
 
 /// How often a closing writer checks whether the channel is still open, ms.
 const CLOSE_POLL_MS: u64 = 50;
@@ -43,12 +55,12 @@ pub(super) struct Writer {
     peer: PeerId,
     channel: RtcChannel,
     encoder: FrameEncoder,
-    queue: OutboundQueue<Done>,
+    queue: OutboundQueue<Queued>,
     settings: LinkSettings,
     events: async_channel::Sender<Event>,
     closing: Closing,
-    /// Set once, when the task ends, for `close` calls that arrive after it.
-    outcome: LinkOutcome,
+    /// Send budget and final outcome, shared with the link's handles.
+    shared: Arc<LinkShared>,
 }
 
 enum Wake {
@@ -63,7 +75,7 @@ impl Writer {
         encoder: FrameEncoder,
         settings: LinkSettings,
         events: async_channel::Sender<Event>,
-        outcome: LinkOutcome,
+        shared: Arc<LinkShared>,
     ) -> Self {
         Writer {
             peer,
@@ -73,7 +85,7 @@ impl Writer {
             settings,
             events,
             closing: Closing::default(),
-            outcome,
+            shared,
         }
     }
 
@@ -85,10 +97,10 @@ impl Writer {
                 // Nothing to send: sleep until a command (or, while closing, a poll tick).
                 match self.wait(&commands).await {
                     Wake::Command(Some(cmd)) => self.handle(cmd).await,
-                    Wake::Command(None) => return self.finish(Ok(())).await,
+                    Wake::Command(None) => return self.finish(Ok(()), &commands).await,
                     Wake::Poll => {
                         if let Some(outcome) = self.check_closing() {
-                            return self.finish(outcome).await;
+                            return self.finish(outcome, &commands).await;
                         }
                     }
                 }
@@ -100,14 +112,14 @@ impl Writer {
                 self.handle(cmd).await;
             }
             if let Err(e) = self.send_next_frame().await {
-                return self.finish(Err(e)).await;
+                return self.finish(Err(e), &commands).await;
             }
             if self.closing.requested && self.queue.is_empty() && !self.closing.fin_sent {
                 self.closing.fin_sent = true;
                 self.send_control(Control::Fin).await;
             }
             if self.closing.complete() {
-                return self.finish(Ok(())).await;
+                return self.finish(Ok(()), &commands).await;
             }
         }
     }
@@ -142,25 +154,31 @@ impl Writer {
 
     async fn handle(&mut self, cmd: WriteCmd) {
         match cmd {
-            WriteCmd::Data { done, .. } if self.closing.requested => {
-                let _ = done.send(Err(Error::PeerNotConnected(self.peer.clone())));
+            WriteCmd::Data { data, done, .. } if self.closing.requested => {
+                // Raced with the start of closing (new sends are refused from then on).
+                let queued = Queued {
+                    len: data.len(),
+                    done,
+                };
+                self.fail(queued, Error::PeerNotConnected(self.peer.clone()));
             }
             WriteCmd::Data { data, text, done } => {
+                let len = data.len();
                 let pushed = self.queue.push_tagged(
                     &mut self.encoder,
                     data,
                     text,
                     self.settings.max_frame_size,
-                    done,
+                    Queued { len, done },
                 );
-                if let Err((error, done)) = pushed {
-                    let _ = done.send(Err(Error::Codec(error)));
+                if let Err((error, queued)) = pushed {
+                    self.fail(queued, Error::Codec(error));
                 }
             }
             WriteCmd::Control(control) => self.send_control(control).await,
             WriteCmd::Close { done, timeout_ms } => {
                 self.closing.waiters.push(done);
-                self.closing.requested = true;
+                self.start_closing();
                 self.closing
                     .deadline
                     .get_or_insert((backend::now_ms().saturating_add(timeout_ms), timeout_ms));
@@ -168,7 +186,7 @@ impl Writer {
             WriteCmd::RemoteFin => {
                 // FIN_ACK now: the reader has passed on everything the peer sent before FIN.
                 self.closing.remote_fin = true;
-                self.closing.requested = true;
+                self.start_closing();
                 self.send_control(Control::FinAck).await;
             }
             WriteCmd::FinAck => self.closing.fin_acked = true,
@@ -176,16 +194,49 @@ impl Writer {
                 let error = Error::MessageRefused {
                     peer: self.peer.clone(),
                 };
-                match self.queue.abort(msg_id) {
+                match self.queue.abort(msg_id).and_then(|q| q.done) {
                     Some(done) => {
                         let _ = done.send(Err(error));
                     }
+                    // Its `send` already returned: tell the application through an event.
                     None => {
                         let _ = self.events.force_send(Event::Error(error));
                     }
                 }
             }
         }
+    }
+
+    /// Reports a message that will not be sent: to its waiting `send`, or else as an event.
+    fn fail(&self, queued: Queued, error: Error) {
+        match queued.done {
+            Some(done) => {
+                let _ = done.send(Err(error));
+            }
+            None if matches!(error, Error::PeerNotConnected(_)) => {
+                self.report_undelivered(1, queued.len)
+            }
+            None => {
+                let _ = self.events.force_send(Event::Error(error));
+            }
+        }
+    }
+
+    /// From now on `send` is refused; what is queued still goes out before our FIN.
+    fn start_closing(&mut self) {
+        self.closing.requested = true;
+        self.shared.accepting.store(false, Ordering::Release);
+    }
+
+    /// Tells the application that accepted messages will not reach the peer.
+    fn report_undelivered(&self, messages: usize, bytes: usize) {
+        let error = Error::Undelivered {
+            peer: self.peer.clone(),
+            messages,
+            bytes,
+        };
+        tracing::warn!(peer = %self.peer, "{error}");
+        let _ = self.events.force_send(Event::Error(error));
     }
 
     /// Sends the next interleaved data frame, if any, after waiting for buffer room.
@@ -198,24 +249,18 @@ impl Writer {
                 .wait_buffered_amount_low(self.settings.low_water_bytes)
                 .await;
         }
-        match self.channel.send(popped.frame).await {
-            Ok(()) => {
-                if let Some(done) = popped.finished {
-                    let _ = done.send(Ok(()));
-                }
-                Ok(())
-            }
-            Err(reason) => {
-                let error = Error::Rtc {
-                    peer: self.peer.clone(),
-                    reason,
-                };
-                for done in popped.finished.into_iter().chain(self.queue.drain()) {
-                    let _ = done.send(Err(error.clone()));
-                }
-                Err(error)
-            }
+        let sent = self
+            .channel
+            .send(popped.frame)
+            .await
+            .map_err(|reason| Error::Rtc {
+                peer: self.peer.clone(),
+                reason,
+            });
+        for done in popped.finished.into_iter().filter_map(|q| q.done) {
+            let _ = done.send(sent.clone());
         }
+        sent
     }
 
     async fn send_control(&mut self, control: Control) {
@@ -225,13 +270,39 @@ impl Writer {
         }
     }
 
-    async fn finish(mut self, outcome: Result<()>) {
+    async fn finish(mut self, outcome: Result<()>, commands: &async_channel::Receiver<WriteCmd>) {
         // Recorded first: a `close` racing with the end must find it once the queue is gone.
-        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+        *self
+            .shared
+            .outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(outcome.clone());
+        self.shared.accepting.store(false, Ordering::Release);
+        commands.close();
         self.channel.close().await;
-        let closed = Error::PeerNotConnected(self.peer.clone());
-        for done in self.queue.drain() {
-            let _ = done.send(Err(closed.clone()));
+        let pending = std::iter::from_fn(|| commands.try_recv().ok()).filter_map(|cmd| match cmd {
+            WriteCmd::Data { data, done, .. } => Some(Queued {
+                len: data.len(),
+                done,
+            }),
+            _ => None,
+        });
+        let stranded: Vec<Queued> = self.queue.drain().chain(pending).collect();
+        let (mut messages, mut bytes) = (0, 0);
+        for queued in stranded {
+            match queued.done {
+                // A waiting `send` hears it directly.
+                Some(done) => {
+                    let _ = done.send(Err(Error::PeerNotConnected(self.peer.clone())));
+                }
+                None => {
+                    messages += 1;
+                    bytes += queued.len;
+                }
+            }
+        }
+        if messages > 0 {
+            self.report_undelivered(messages, bytes);
         }
         for waiter in self.closing.waiters.drain(..) {
             let _ = waiter.send(outcome.clone());
