@@ -17,13 +17,14 @@ pub(crate) async fn connect_signaling(
     async_channel::Sender<String>,
     async_channel::Receiver<String>,
 )> {
-    let (socket, _response) =
-        tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| Error::Signaling {
-                url: url.to_owned(),
-                reason: explain(e),
-            })?;
+    // Nagle off (the last argument): signaling messages are small and latency-bound; with it,
+    // an offer's tail waited ~40 ms for the bridge's delayed ACK.
+    let (socket, _response) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .map_err(|e| Error::Signaling {
+            url: url.to_owned(),
+            reason: explain(e),
+        })?;
     let (mut sink, mut stream) = socket.split();
     let (out_tx, out_rx) = async_channel::bounded::<String>(QUEUE);
     let (in_tx, in_rx) = async_channel::bounded::<String>(QUEUE);

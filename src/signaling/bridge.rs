@@ -58,6 +58,7 @@ use super::protocol::{ErrorCode, PeerId, ServerMessage, MAX_MESSAGE_BYTES};
 use super::rate_limit::{RateLimit, RateLimiter, Verdict};
 use super::rooms::{ConnId, Outgoing, Rooms, DEFAULT_MAX_PEERS_PER_ROOM};
 use super::turn::TurnConfig;
+use axum::serve::ListenerExt;
 
 /// Largest WebSocket message (and frame) the bridge reads, bytes: [`MAX_MESSAGE_BYTES`] plus
 /// 16 KiB. Text between the two limits is answered with a `too-large` error and the connection
@@ -203,6 +204,13 @@ pub async fn serve(config: BridgeConfig) -> io::Result<Bridge> {
     let router = router(&config, Arc::clone(&hub));
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // TCP_NODELAY: a relayed offer is a few-KiB WebSocket frame; with Nagle's algorithm its
+        // tail waited for the peer's delayed ACK, adding ~40 ms to every connection set-up.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 // Also resolves when the sender is dropped, i.e. when the Bridge is.
