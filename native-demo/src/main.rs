@@ -45,8 +45,23 @@ enum Command {
     Peers(peers::PeersArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Tokio's default multi-thread runtime, or with `MIAOU_RUNTIME=current` a single-thread one
+/// (for measurements: no cross-thread wake-ups, but one core).
+fn main() -> std::process::ExitCode {
+    let runtime = match std::env::var("MIAOU_RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
