@@ -49,8 +49,12 @@ enum Command {
 /// (for measurements: no cross-thread wake-ups, but one core).
 fn main() -> std::process::ExitCode {
     let runtime = match std::env::var("MIAOU_RUNTIME").as_deref() {
-        Ok("current") => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Ok("current") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     };
     match runtime {
         Ok(runtime) => runtime.block_on(async_main()),
