@@ -41,8 +41,8 @@ pub struct SignalArgs {
     #[arg(long, conflicts_with = "signal")]
     pub discover: bool,
     /// Seconds to look for a bridge by mDNS when --signal is not given.
-    #[arg(long, default_value_t = 5.0)]
-    pub mdns_timeout: f64,
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub mdns_timeout: Duration,
     /// With --discover: milliseconds to browse before electing the endpoint to join. Must
     /// cover a second announcement (RFC 6762 §8.3: one second after the first) or a
     /// throttled answer (§6: a record is multicast at most once a second), hence 2 s.
@@ -117,14 +117,14 @@ impl SignalArgs {
             signaling.endpoint = Some(endpoint);
             signaling.advertisement = Some(advertisement);
         } else {
-            let timeout = Duration::from_secs_f64(self.mdns_timeout.max(0.0));
+            let timeout = self.mdns_timeout;
             let bridges = find_bridges(&mut browser, timeout).await;
             if bridges.is_empty() {
                 bail!(
                     "no signaling bridge found on the LAN by mDNS within {} s; pass \
                      --signal ws://HOST:PORT/ws, start one with `native-demo serve --addr \
                      0.0.0.0:8080`, or use --discover to connect to the room's nodes without one",
-                    self.mdns_timeout
+                    self.mdns_timeout.as_secs_f64()
                 );
             }
             tracing::info!(
@@ -138,6 +138,20 @@ impl SignalArgs {
         signaling.browser = Some(browser);
         Ok(signaling)
     }
+}
+
+/// A duration in seconds for a CLI flag: a finite, non-negative number up to one day, so
+/// `inf`, `nan` or `1e300` are refused with a clear message instead of overflowing.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    const MAX_SECONDS: f64 = 86_400.0;
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !seconds.is_finite() || !(0.0..=MAX_SECONDS).contains(&seconds) {
+        return Err(format!("seconds must be between 0 and {MAX_SECONDS}, got `{text}`"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn urls_of(node: DiscoveredNode) -> Vec<Candidate> {
@@ -271,6 +285,21 @@ impl Signaling {
         }
         if let Some(discovery) = self.discovery.take() {
             discovery.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::parse_seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn seconds_flags_refuse_what_would_overflow_a_duration() {
+        assert_eq!(parse_seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["inf", "nan", "1e300", "-1", "18446744073709551615", "soon"] {
+            assert!(parse_seconds(bad).is_err(), "{bad} accepted");
         }
     }
 }

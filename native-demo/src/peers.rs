@@ -12,8 +12,8 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct PeersArgs {
     /// Seconds to browse; with --watch, 0 browses until Ctrl-C.
-    #[arg(long, default_value_t = 3.0)]
-    timeout: f64,
+    #[arg(long, default_value = "3", value_parser = crate::lan::parse_seconds)]
+    timeout: Duration,
     /// Print each change as it happens instead of a list at the end.
     #[arg(long)]
     watch: bool,
@@ -43,7 +43,7 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     };
     let discovery = Discovery::new().context("starting mDNS")?;
     let mut browser = discovery.browse().context("browsing mDNS")?;
-    let timeout = Duration::from_secs_f64(args.timeout.max(0.0));
+    let timeout = args.timeout;
     let stdout = std::io::stdout();
     if args.watch {
         writeln!(stdout.lock(), "# browsing {SERVICE_TYPE}")?;
