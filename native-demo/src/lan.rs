@@ -149,7 +149,9 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !seconds.is_finite() || !(0.0..=MAX_SECONDS).contains(&seconds) {
-        return Err(format!("seconds must be between 0 and {MAX_SECONDS}, got `{text}`"));
+        return Err(format!(
+            "seconds must be between 0 and {MAX_SECONDS}, got `{text}`"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -69,7 +69,7 @@ async fn async_main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,webrtc_mdns=error,webrtc_srtp=error")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=error,webrtc_ice=error,webrtc_sctp=error,webrtc_dtls=error,dtls=error,webrtc_mdns=error,webrtc_srtp=error")))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -163,6 +163,29 @@ fn parse_options(options: JsValue) -> Result<Options, Error> {
             "options must be an object like { signal, room }".into(),
         ));
     }
+    // serde's deny_unknown_fields does not apply through serde_wasm_bindgen: check by hand, so
+    // a misspelt option (say `icetransportPolicy`) is an error, not a silent default.
+    const KNOWN: [&str; 10] = [
+        "signal",
+        "room",
+        "iceServers",
+        "iceTransportPolicy",
+        "turnFromBridge",
+        "channel",
+        "maxMessageSize",
+        "maxFrameSize",
+        "connectTimeoutMs",
+        "closeTimeoutMs",
+    ];
+    let keys = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>());
+    for key in keys.iter().filter_map(|k| k.as_string()) {
+        if !KNOWN.contains(&key.as_str()) {
+            return Err(Error::Config(format!(
+                "unknown option {key:?}; known: {}",
+                KNOWN.join(", ")
+            )));
+        }
+    }
     let ice = js_sys::Reflect::get(&options, &JsValue::from_str("iceServers"))
         .unwrap_or(JsValue::UNDEFINED);
     if !ice.is_undefined() && !js_sys::Array::is_array(&ice) {
@@ -174,6 +197,21 @@ fn parse_options(options: JsValue) -> Result<Options, Error> {
 }
 
 /// A JavaScript `Error` named `MiaouError` carrying the Rust error's message.
+/// A `peerId` argument: must be a string (a number or undefined would otherwise trap in wasm).
+fn peer_arg(value: &JsValue) -> Result<PeerId, JsValue> {
+    value
+        .as_string()
+        .map(PeerId)
+        .ok_or_else(|| js_error(Error::InvalidInput("peerId must be a string".into())))
+}
+
+/// A callback argument: must be a function, or every later event would be dropped.
+fn function_arg(value: JsValue, method: &str) -> Result<js_sys::Function, JsValue> {
+    value
+        .dyn_into::<js_sys::Function>()
+        .map_err(|_| js_error(Error::InvalidInput(format!("{method} takes a function"))))
+}
+
 fn js_error(error: Error) -> JsValue {
     let js = js_sys::Error::new(&error.to_string());
     js.set_name("MiaouError");
@@ -314,6 +352,16 @@ fn dispatch_event(callback: &js_sys::Function, event: Event) {
 
 #[wasm_bindgen(js_class = Transport)]
 impl JsTransport {
+    /// Not for use: throws a MiaouError pointing to `await Transport.connect(options)`, which
+    /// joins the room before handing out a Transport (a bare `new Transport()` would be an
+    /// object with nothing behind it).
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Result<JsTransport, JsValue> {
+        Err(js_error(Error::InvalidInput(
+            "use `await Transport.connect({ signal, room })`, not `new Transport()`".into(),
+        )))
+    }
+
     /// Joins `options.room` through the signaling server at `options.signal`. Resolves once
     /// the server welcomed us; rejects with a `MiaouError` on bad options or an unreachable
     /// server.
@@ -361,15 +409,16 @@ impl JsTransport {
         #[wasm_bindgen(
             unchecked_param_type = "(peerId: string, data: string | Uint8Array) => void"
         )]
-        callback: js_sys::Function,
-    ) {
+        callback: JsValue,
+    ) -> Result<(), JsValue> {
         JsTransport::set_handler(
             &self.on_message,
-            callback,
+            function_arg(callback, "onMessage")?,
             &self.inner,
             |t| Box::pin(async move { t.recv().await }),
             dispatch_message,
         );
+        Ok(())
     }
 
     /// Sets the peer event handler `(event: PeerEvent) => void`; events from before the first
@@ -377,33 +426,36 @@ impl JsTransport {
     #[wasm_bindgen(js_name = onPeer)]
     pub fn on_peer(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "(event: PeerEvent) => void")]
-        callback: js_sys::Function,
-    ) {
+        #[wasm_bindgen(unchecked_param_type = "(event: PeerEvent) => void")] callback: JsValue,
+    ) -> Result<(), JsValue> {
         JsTransport::set_handler(
             &self.on_peer,
-            callback,
+            function_arg(callback, "onPeer")?,
             &self.inner,
             |t| Box::pin(async move { t.next_event().await }),
             dispatch_event,
         );
+        Ok(())
     }
 
-    /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. Resolves once
-    /// queued for the peer; waits while the send queue is full (4 MiB by default). Rejects with
-    /// MiaouError for an unknown/closing peer or an oversized message; later failures (peer
-    /// refused it, channel broke) arrive through `onPeer` as `error` events.
+    /// Sends `data` (string → text, Uint8Array/ArrayBuffer → binary) to `peerId`. A message
+    /// that fits one frame resolves once queued; a larger one once its last frame is handed to
+    /// the data channel; either waits while 1024 messages are queued or `bufferedAmount` is
+    /// over 1 MiB. Rejects with MiaouError for a peerId that is not a string, an unknown or
+    /// closing peer, or an oversized message; later failures (peer refused it, channel broke)
+    /// arrive through `onPeer` as `error` events.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(
         &self,
-        #[wasm_bindgen(js_name = peerId)] peer_id: String,
+        #[wasm_bindgen(js_name = peerId, unchecked_param_type = "string")] peer_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] data: JsValue,
     ) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         let prepared = payload(&data);
+        let peer = peer_arg(&peer_id);
         wasm_bindgen_futures::future_to_promise(async move {
             let (bytes, text) = prepared?;
-            let peer = PeerId(peer_id);
+            let peer = peer?;
             inner
                 .send_payload(&peer, bytes, text)
                 .await
@@ -437,12 +489,13 @@ impl JsTransport {
     #[wasm_bindgen(js_name = selectedCandidatePair, unchecked_return_type = "Promise<CandidatePair>")]
     pub fn selected_candidate_pair(
         &self,
-        #[wasm_bindgen(js_name = peerId)] peer_id: String,
+        #[wasm_bindgen(js_name = peerId, unchecked_param_type = "string")] peer_id: JsValue,
     ) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
+        let peer = peer_arg(&peer_id);
         wasm_bindgen_futures::future_to_promise(async move {
             inner
-                .selected_candidate_pair(&PeerId(peer_id))
+                .selected_candidate_pair(&peer?)
                 .await
                 .map(|pair| pair_object(&pair))
                 .map_err(js_error)

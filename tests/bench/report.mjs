@@ -4,6 +4,7 @@
 // Usage: node tests/bench/report.mjs RUN.jsonl [--update BENCHMARKS.md]
 //   --update rewrites the part of the file between <!-- bench:start --> and <!-- bench:end -->.
 import fs from "node:fs";
+import path from "node:path";
 
 const [file] = process.argv.slice(2);
 const updateAt = process.argv.indexOf("--update");
@@ -105,7 +106,8 @@ if (target) {
     console.error(`${target}: markers ${start} / ${end} not found`);
     process.exit(1);
   }
-  const stamp = `Run of ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, raw figures: \`${file}\`.`;
+  // The JSON lines stay in target/bench/ (not committed): name the file, not a local path.
+  const stamp = `Run of ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC (JSON lines: \`target/bench/${path.basename(file)}\`, not committed).`;
   fs.writeFileSync(target, `${doc.slice(0, a + start.length)}\n${stamp}\n\n${markdown}\n${doc.slice(b)}`);
   console.error(`updated ${target}`);
 }

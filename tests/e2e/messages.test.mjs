@@ -134,6 +134,12 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
         longRoom: await attempt(() => Transport.connect({ signal, room: "x".repeat(65) })),
         unknownPeer: await attempt(() => window.miaouChat.transport.send("no-such-peer", "hi")),
         badPayload: await attempt(() => window.miaouChat.transport.send("no-such-peer", 42)),
+        numericPeer: await attempt(() => window.miaouChat.transport.send(123, "x")),
+        missingPeer: await attempt(() => window.miaouChat.transport.send(undefined, "x")),
+        misspeltOption: await attempt(() => Transport.connect({ signal, room: "r", icetransportPolicy: "relay" })),
+        bareConstructor: await attempt(() => new Transport()),
+        handlerNotAFunction: await attempt(() => window.miaouChat.transport.onPeer("notfn")),
+        stillWorks: await attempt(() => window.miaouChat.transport.broadcast("after bad input")),
       };
     }, bridge.ws);
     assert.match(outcome.noRoom, /^MiaouError: .*room/);
@@ -146,6 +152,12 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
     assert.match(outcome.longRoom, /^MiaouError: .*64/);
     assert.match(outcome.unknownPeer, /^MiaouError: peer no-such-peer is not connected/);
     assert.match(outcome.badPayload, /^MiaouError: invalid input: .*string, Uint8Array or ArrayBuffer/);
+    assert.match(outcome.numericPeer, /^MiaouError: invalid input: peerId must be a string/);
+    assert.match(outcome.missingPeer, /^MiaouError: invalid input: peerId must be a string/);
+    assert.match(outcome.misspeltOption, /^MiaouError: .*unknown option "icetransportPolicy"/);
+    assert.match(outcome.bareConstructor, /^MiaouError: .*Transport\.connect/);
+    assert.match(outcome.handlerNotAFunction, /^MiaouError: invalid input: onPeer takes a function/);
+    assert.equal(outcome.stillWorks, "resolved", "the transport keeps working after bad input");
     // The timed-out connect left no handler behind to fire into a dropped closure (the
     // console errors of the deliberately failed WebSockets are expected).
     await new Promise((r) => setTimeout(r, 500));
