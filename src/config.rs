@@ -269,6 +269,12 @@ impl TransportConfig {
             ("receive_queue_messages", self.receive_queue_messages),
             ("receive_queue_frames", self.receive_queue_frames),
             ("send_queue_messages", self.send_queue_messages),
+            // 0 ms would declare every ICE check failed at once: connections never open.
+            (
+                "ice_disconnected_timeout_ms",
+                self.ice_disconnected_timeout_ms as usize,
+            ),
+            ("ice_failed_timeout_ms", self.ice_failed_timeout_ms as usize),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));
@@ -529,6 +535,19 @@ mod tests {
                 .build(),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn zero_ice_timeouts_are_refused() {
+        for (disconnected, failed) in [(0, 1000), (1000, 0)] {
+            let built = TransportConfig::builder("ws://h/ws", "r")
+                .ice_timeouts_ms(disconnected, failed)
+                .build();
+            assert!(
+                matches!(&built, Err(Error::Config(m)) if m.contains("timeout_ms must be at least 1")),
+                "{built:?}"
+            );
+        }
     }
 
     #[test]

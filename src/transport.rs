@@ -171,6 +171,8 @@ impl Transport {
     }
 
     /// Sends `data` to every connected peer; the first error is returned after trying all.
+    /// With no peer connected it does nothing and returns `Ok`; after [`close`](Self::close)
+    /// it fails with [`Error::Closed`].
     pub async fn broadcast(&self, data: impl Into<Bytes>) -> Result<()> {
         self.broadcast_payload(data.into(), false).await
     }
@@ -182,6 +184,9 @@ impl Transport {
     }
 
     pub(crate) async fn broadcast_payload(&self, data: Bytes, text: bool) -> Result<()> {
+        if self.messages.is_closed() {
+            return Err(Error::Closed); // closed by `close`
+        }
         let links: Vec<(PeerId, LinkHandle)> = lock(&self.links)
             .iter()
             .map(|(p, l)| (p.clone(), l.clone()))

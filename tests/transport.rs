@@ -292,7 +292,9 @@ async fn send_to_an_unknown_peer_is_peer_not_connected() {
         Err(Error::PeerNotConnected(ghost))
     );
     assert!(a.peers().is_empty());
+    assert_eq!(a.broadcast(vec![1]).await, Ok(()), "no peer: nothing to do");
     a.close().await.unwrap();
+    assert_eq!(a.broadcast(vec![1]).await, Err(Error::Closed));
 }
 
 #[tokio::test]
