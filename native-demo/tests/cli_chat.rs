@@ -2,8 +2,10 @@
 //! messages over real WebRTC data channels. Needs a non-loopback interface for ICE host
 //! candidates: run inside tests/scripts/in-netns.sh (the test command does).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,20 +34,8 @@ fn spawn(args: &[&str]) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("native-demo starts");
-    let lines = read_lines(child.stdout.take().expect("stdout piped"));
+    let lines = common::stdout_lines(child.stdout.take().expect("stdout piped"));
     Proc { child, lines }
-}
-
-fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 fn next_line(proc: &Proc, timeout: Duration) -> String {

@@ -7,9 +7,11 @@
 //! `MIAOU_BIG_FILE_MIB` (default 64) sets the size of the streaming test's file; from 256 MiB on
 //! it also asserts that both processes peaked below 100 MiB of resident memory.
 
+mod common;
+
 use miaou_transport::{Bytes, Event, Transport, TransportConfig};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -95,29 +97,8 @@ fn spawn(name: &str, args: &[&str]) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .expect("native-demo starts");
-    let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout piped");
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&stderr);
-    let mut pipe = child.stderr.take().expect("stderr piped");
-    thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                return;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let lines = common::stdout_lines(child.stdout.take().expect("stdout piped"));
+    let stderr = common::collect_stderr(child.stderr.take().expect("stderr piped"));
     Proc {
         name: name.to_owned(),
         child,

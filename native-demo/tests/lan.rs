@@ -4,7 +4,9 @@
 //! always deleted. Needs root (CI and `npm test` run as root); skipped with a message
 //! otherwise.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -176,29 +178,8 @@ fn spawn_in(ns: &str, args: &[&str]) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ip netns exec native-demo starts");
-    let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout piped");
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut pipe = child.stderr.take().expect("stderr piped");
-    let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let lines = common::stdout_lines(child.stdout.take().expect("stdout piped"));
+    let stderr = common::collect_stderr(child.stderr.take().expect("stderr piped"));
     let stdin = child.stdin.take();
     Proc {
         child,
