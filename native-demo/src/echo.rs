@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use miaou_transport::{Transport, TransportConfig};
+use miaou_transport::TransportConfig;
 
 #[derive(Args)]
 pub struct EchoArgs {
@@ -29,11 +29,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 .max_message_size(args.max_message_size)
                 .connect_timeout_ms(connect_timeout_ms);
             let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
-            async move {
-                Transport::connect(config?)
-                    .await
-                    .context("joining the room")
-            }
+            crate::room::connect(config)
         })
         .await?;
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "echoing");

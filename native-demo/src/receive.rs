@@ -8,7 +8,7 @@ use crate::send::progress_bar;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::ProgressBar;
-use miaou_transport::{Event, Message, PeerId, Transport, TransportConfig};
+use miaou_transport::{Event, Message, PeerId, TransportConfig};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -58,11 +58,7 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
                 .receive_queue_messages(RECEIVE_QUEUE_MESSAGES)
                 .connect_timeout_ms(connect_timeout_ms);
             let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
-            async move {
-                Transport::connect(config?)
-                    .await
-                    .context("joining the room")
-            }
+            crate::room::connect(config)
         })
         .await?;
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), out = %args.out.display(), "joined; waiting for files");

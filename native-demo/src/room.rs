@@ -88,15 +88,18 @@ pub struct Joined {
     connected: watch::Receiver<Result<usize, String>>,
 }
 
+/// Connects with `config` (or reports why the configuration could not be built).
+pub async fn connect(config: anyhow::Result<TransportConfig>) -> anyhow::Result<Transport> {
+    Transport::connect(config?)
+        .await
+        .context("joining the room")
+}
+
 /// Connects with `config` and logs every peer event (with the time since the call for
 /// channel opens).
 pub async fn join(config: TransportConfig) -> anyhow::Result<Joined> {
     let started = Instant::now();
-    let transport = Arc::new(
-        Transport::connect(config)
-            .await
-            .context("joining the room")?,
-    );
+    let transport = Arc::new(connect(Ok(config)).await?);
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "joined");
     let (connected_tx, connected) = watch::channel(Ok(0usize));
     let events = Arc::clone(&transport);
