@@ -119,6 +119,11 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = crate::codec::DEFAULT_MAX_FRAME_SIZE;
 /// receiving side applies backpressure.
 pub const DEFAULT_RECEIVE_QUEUE_MESSAGES: usize = 1024;
 
+/// Default bytes of received messages queued for [`crate::Transport::recv`]: 16 MiB. Past it
+/// the peers' channels are no longer read until the application catches up; one message
+/// larger than this still passes when nothing else is queued.
+pub const DEFAULT_RECEIVE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Default `bufferedAmount` above which sending pauses, bytes (1 MiB).
 pub const DEFAULT_SEND_HIGH_WATER_BYTES: usize = 1024 * 1024;
 
@@ -181,6 +186,9 @@ pub struct TransportConfig {
     /// Received messages queued for `recv` (default 1024); past it the peers' channels are
     /// no longer read until the application catches up.
     pub receive_queue_messages: usize,
+    /// Bytes of received messages queued for `recv` (default 16 MiB), the byte bound beside
+    /// `receive_queue_messages`; a single larger message passes when nothing else is queued.
+    pub receive_queue_bytes: usize,
     /// Received frames buffered per peer (default 1024; see [`DEFAULT_RECEIVE_QUEUE_FRAMES`]).
     pub receive_queue_frames: usize,
     /// Messages queued per peer before `send` waits (default 1024).
@@ -234,6 +242,7 @@ impl TransportConfig {
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
                 max_reassembly_bytes: DEFAULT_MAX_MESSAGE_SIZE + DEFAULT_MAX_FRAME_SIZE,
                 receive_queue_messages: DEFAULT_RECEIVE_QUEUE_MESSAGES,
+                receive_queue_bytes: DEFAULT_RECEIVE_QUEUE_BYTES,
                 receive_queue_frames: DEFAULT_RECEIVE_QUEUE_FRAMES,
                 send_queue_messages: DEFAULT_SEND_QUEUE_MESSAGES,
                 send_high_water_bytes: DEFAULT_SEND_HIGH_WATER_BYTES,
@@ -267,6 +276,7 @@ impl TransportConfig {
         }
         for (name, value) in [
             ("receive_queue_messages", self.receive_queue_messages),
+            ("receive_queue_bytes", self.receive_queue_bytes),
             ("receive_queue_frames", self.receive_queue_frames),
             ("send_queue_messages", self.send_queue_messages),
             // 0 ms would declare every ICE check failed at once: connections never open.
@@ -335,6 +345,8 @@ impl TransportConfig {
             high_water_bytes: self.send_high_water_bytes,
             low_water_bytes: self.send_low_water_bytes,
             send_queue_messages: self.send_queue_messages,
+            kind,
+            remote_max_message_size,
         }
     }
 }
@@ -444,6 +456,12 @@ impl TransportConfigBuilder {
     /// Received messages queued for `recv` before backpressure.
     pub fn receive_queue_messages(mut self, messages: usize) -> Self {
         self.config.receive_queue_messages = messages;
+        self
+    }
+
+    /// Bytes of received messages queued for `recv` before backpressure (default 16 MiB).
+    pub fn receive_queue_bytes(mut self, bytes: usize) -> Self {
+        self.config.receive_queue_bytes = bytes;
         self
     }
 

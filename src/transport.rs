@@ -1,18 +1,21 @@
 //! [`Transport`]: the public handle. Same type and methods on native and in the browser.
 
 use crate::backend;
+use crate::channel_info::ChannelInfo;
 use crate::config::{IceServer, TransportConfig};
 use crate::error::{Error, Result};
 use crate::event::{Event, Message};
 use crate::ice::CandidatePair;
 use crate::session::driver::{lock, Command, Driver, LinkTable};
 use crate::session::link::{LinkHandle, Sinks};
+use crate::session::receive_budget::ReceiveBudget;
 use crate::signaling::protocol::{
     ClientMessage, PeerId, ServerMessage, TurnCredentials, PROTOCOL_VERSION,
 };
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{self, Either};
+use std::sync::Arc;
 
 /// Lifecycle events kept for [`Transport::next_event`]; the oldest are dropped past this.
 const EVENT_QUEUE: usize = 1024;
@@ -42,6 +45,8 @@ pub struct Transport {
     close_timeout_ms: u64,
     links: LinkTable,
     messages: async_channel::Receiver<Message>,
+    /// Bytes of `messages` (`receive_queue_bytes`), released as `recv` hands them out.
+    budget: Arc<ReceiveBudget>,
     events: async_channel::Receiver<Event>,
     commands: async_channel::Sender<Command>,
 }
@@ -94,9 +99,11 @@ impl Transport {
         let links = LinkTable::default();
         let room = config.room.clone();
         let close_timeout_ms = config.close_timeout_ms;
+        let budget = Arc::new(ReceiveBudget::new(config.receive_queue_bytes));
         let sinks = Sinks {
             messages: message_tx,
             events: event_tx,
+            budget: Arc::clone(&budget),
         };
         let driver = Driver::new(config, signal_tx, rtc_tx, links.clone(), sinks);
         backend::spawn(driver.run(peers, from_bridge, rtc_rx, command_rx));
@@ -106,6 +113,7 @@ impl Transport {
             close_timeout_ms,
             links,
             messages,
+            budget,
             events,
             commands,
         })
@@ -136,7 +144,9 @@ impl Transport {
     /// The next message from any peer, in arrival order (per peer: send order on a reliable
     /// channel); `None` once the transport is closed.
     pub async fn recv(&self) -> Option<Message> {
-        self.messages.recv().await.ok()
+        let message = self.messages.recv().await.ok()?;
+        self.budget.release(message.data.len());
+        Some(message)
     }
 
     /// Sends `data` to `peer` as one message (binary).
@@ -195,6 +205,26 @@ impl Transport {
             .iter()
             .map(|(peer, link)| link.send(peer, data.clone(), text));
         future::join_all(sends).await.into_iter().collect()
+    }
+
+    /// The parameters of the open data channel to `peer` as the WebRTC stack negotiated them:
+    /// label, kind, `ordered`, `maxRetransmits`, `maxPacketLifeTime` (ms), the frame size we
+    /// use on it and the peer's `a=max-message-size` (bytes).
+    ///
+    /// Errors: [`Error::PeerNotConnected`] (no open channel to `peer`).
+    pub fn channel_info(&self, peer: &PeerId) -> Result<ChannelInfo> {
+        Ok(self.link(peer)?.info())
+    }
+
+    /// Bytes queued in the data channel to `peer` and not yet sent (W3C
+    /// `RTCDataChannel.bufferedAmount`). `send` keeps it near `send_high_water_bytes`: it
+    /// pauses above that mark and resumes at `send_low_water_bytes`. Native: webrtc-rs answers
+    /// only between two frames, so this may wait while its own 128 KiB pending queue is full
+    /// (high-water marks above that let `send` run into it).
+    ///
+    /// Errors: [`Error::PeerNotConnected`] (no open channel to `peer`).
+    pub async fn buffered_amount(&self, peer: &PeerId) -> Result<usize> {
+        Ok(self.link(peer)?.buffered_amount().await)
     }
 
     fn link(&self, peer: &PeerId) -> Result<LinkHandle> {

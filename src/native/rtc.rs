@@ -1,5 +1,6 @@
 //! One webrtc-rs `RTCPeerConnection` per remote peer, with one data channel.
 
+use crate::channel_info::ChannelParameters;
 use crate::config::{ChannelKind, IceTransportPolicy, TransportConfig};
 use crate::error::{Error, Result};
 use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
@@ -296,6 +297,7 @@ async fn wire_channel(
     frame_queue: usize,
 ) {
     let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(frame_queue);
+    let frames_end = frames_tx.clone();
     dc.on_message(Box::new(move |message| {
         let frames_tx = frames_tx.clone();
         Box::pin(async move {
@@ -305,6 +307,9 @@ async fn wire_channel(
     let channel = RtcChannel::new(Arc::clone(&dc)).await;
     let (close_events, close_peer) = (events.clone(), peer.clone());
     dc.on_close(Box::new(move || {
+        // webrtc-rs calls on_close after the last on_message of its read loop: closing the
+        // queue lets the reader finish what is in it and then see the end, in order.
+        frames_end.close();
         let (events, peer) = (close_events.clone(), close_peer.clone());
         Box::pin(async move {
             let _ = events.send(RtcEvent::Closed { peer, reason: None }).await;
@@ -352,6 +357,16 @@ impl RtcChannel {
             .map_err(|e| e.to_string())
     }
 
+    /// The channel's label and reliability, as webrtc-rs negotiated them.
+    pub(crate) fn parameters(&self) -> ChannelParameters {
+        ChannelParameters {
+            label: self.dc.label().to_owned(),
+            ordered: self.dc.ordered(),
+            max_retransmits: self.dc.max_retransmits(),
+            max_packet_life_time_ms: self.dc.max_packet_lifetime(),
+        }
+    }
+
     /// Bytes queued in SCTP and not yet sent (`bufferedAmount`).
     pub(crate) async fn buffered_amount(&self) -> usize {
         self.dc.buffered_amount().await
@@ -368,11 +383,6 @@ impl RtcChannel {
             let _ =
                 tokio::time::timeout(std::time::Duration::from_millis(50), self.low.recv()).await;
         }
-    }
-
-    /// Whether the channel is still open (`readyState == "open"`).
-    pub(crate) fn is_open(&self) -> bool {
-        self.dc.ready_state() == RTCDataChannelState::Open
     }
 
     /// Closes the data channel.

@@ -40,6 +40,8 @@ struct PeerState {
     /// Remote `a=max-message-size`, bytes; known once its SDP arrived.
     remote_max_message_size: usize,
     connected: bool,
+    /// Our offer of the current generation is waiting for its answer.
+    awaiting_answer: bool,
     /// A failure of the current generation was already reported.
     failure_reported: bool,
     /// Reconnection attempts since the channel was last open.
@@ -54,6 +56,7 @@ impl PeerState {
             generation: 0,
             remote_max_message_size: sdp::DEFAULT_REMOTE_MAX_MESSAGE_SIZE,
             connected: false,
+            awaiting_answer: false,
             failure_reported: false,
             attempts: 0,
         }
@@ -223,8 +226,8 @@ impl Driver {
         }
     }
 
-    /// A new connection attempt to `peer`; it replaces (and closes) the previous one.
-    async fn new_rtc(&mut self, peer: &PeerId) -> Result<(), Error> {
+    /// A new connection attempt to `peer`, not yet installed (see [`Self::replace_rtc`]).
+    async fn create_rtc(&mut self, peer: &PeerId) -> Result<(u64, RtcPeer), Error> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let conn = ConnId {
@@ -232,14 +235,34 @@ impl Driver {
             generation,
         };
         let rtc = RtcPeer::new(&self.config, conn, self.rtc_events.clone()).await?;
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.generation = generation;
-            state.failure_reported = false;
-            if let Some(old) = state.rtc.replace(rtc) {
-                old.close().await;
-            }
+        Ok((generation, rtc))
+    }
+
+    /// Makes `rtc` (of `generation`) the current attempt with `peer`, closing the previous
+    /// one. If the previous one had an open channel, that link ends here: `PeerDisconnected`
+    /// now, `PeerConnected` again once the new channel opens.
+    async fn replace_rtc(&mut self, peer: &PeerId, generation: u64, rtc: RtcPeer) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            rtc.close().await;
+            return;
+        };
+        state.generation = generation;
+        state.failure_reported = false;
+        state.awaiting_answer = false;
+        let old = state.rtc.replace(rtc);
+        if std::mem::replace(&mut state.connected, false) {
+            lock(&self.links).remove(peer);
+            self.emit(Event::PeerDisconnected {
+                peer: peer.clone(),
+                reason: Some(Error::Rtc {
+                    peer: peer.clone(),
+                    reason: "the peer renegotiated (new offer); reconnecting".into(),
+                }),
+            });
         }
-        Ok(())
+        if let Some(old) = old {
+            old.close().await;
+        }
     }
 
     fn rtc(&self, peer: &PeerId) -> Result<&RtcPeer, Error> {
@@ -250,17 +273,19 @@ impl Driver {
     }
 
     async fn offer(&mut self, peer: &PeerId) -> Result<(), Error> {
-        self.new_rtc(peer).await?;
+        let (generation, rtc) = self.create_rtc(peer).await?;
+        self.replace_rtc(peer, generation, rtc).await;
         let sdp = self.rtc(peer)?.create_offer().await?;
         // An attempt that never opens (the answer or every ICE check lost) counts as failed.
-        if let Some(state) = self.peers.get(peer) {
-            self.after(
-                OPEN_DEADLINE_MS,
-                peer.clone(),
-                state.generation,
-                Timer::OpenDeadline,
-            );
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.awaiting_answer = true;
         }
+        self.after(
+            OPEN_DEADLINE_MS,
+            peer.clone(),
+            generation,
+            Timer::OpenDeadline,
+        );
         let signal = Signal::Description {
             sdp_type: SdpType::Offer,
             sdp,
@@ -274,85 +299,112 @@ impl Driver {
     }
 
     async fn on_signal(&mut self, from: PeerId, signal: Signal) {
-        let result = match signal {
-            Signal::Description { sdp_type, sdp } => {
-                self.on_description(&from, sdp_type, sdp).await
-            }
+        match signal {
+            Signal::Description { sdp_type, sdp } => self.on_description(from, sdp_type, sdp).await,
             Signal::Candidate {
                 candidate,
                 sdp_mid,
                 sdp_m_line_index,
-            } => match self.peers.get(&from).and_then(|s| s.rtc.as_ref()) {
-                Some(rtc) => {
-                    rtc.add_candidate(candidate, sdp_mid, sdp_m_line_index)
-                        .await
-                }
-                None => {
-                    tracing::debug!(peer = %from, "candidate before description ignored");
-                    Ok(())
-                }
-            },
-        };
-        if let Err(e) = result {
-            self.fail(from, e).await;
+            } => {
+                self.on_candidate(from, candidate, sdp_mid, sdp_m_line_index)
+                    .await
+            }
         }
     }
 
-    async fn on_description(
+    /// Reports a signal from `peer` that we ignore; the connection with it goes on.
+    fn refuse_signal(&self, peer: &PeerId, error: Error) {
+        tracing::warn!(%peer, "signal ignored: {error}");
+        self.emit(Event::Error(error));
+    }
+
+    /// A trickled remote candidate. One the stack refuses does not end anything: other
+    /// candidates may still work, and an attempt that never opens fails at its open deadline.
+    async fn on_candidate(
         &mut self,
-        from: &PeerId,
-        sdp_type: SdpType,
-        sdp: String,
-    ) -> Result<(), Error> {
+        from: PeerId,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_m_line_index: Option<u16>,
+    ) {
+        let Some(rtc) = self.peers.get(&from).and_then(|s| s.rtc.as_ref()) else {
+            tracing::debug!(peer = %from, "candidate before description ignored");
+            return;
+        };
+        if let Err(e) = rtc
+            .add_candidate(candidate, sdp_mid, sdp_m_line_index)
+            .await
+        {
+            self.refuse_signal(&from, e);
+        }
+    }
+
+    async fn on_description(&mut self, from: PeerId, sdp_type: SdpType, sdp: String) {
         // A peer we have not heard of yet: the bridge announces joins before relaying their
         // signals, so this only happens after that peer left; treat it as a newcomer.
-        let role = self
+        let (role, awaiting_answer) = self
             .peers
-            .get(from)
-            .map(|s| s.role)
-            .unwrap_or(Role::Answerer);
-        check_description(from, role, sdp_type).map_err(|e| Error::Rtc {
-            peer: from.clone(),
-            reason: e.to_string(),
-        })?;
-        let remote_max = sdp::max_message_size(&sdp);
-        match sdp_type {
-            SdpType::Offer => {
-                // A new offer from a connected peer is its reconnection: start over.
-                self.peers
-                    .entry(from.clone())
-                    .or_insert_with(|| PeerState::new(role));
-                self.new_rtc(from).await?;
-                let answer = self.rtc(from)?.accept_offer(sdp).await?;
-                if let Some(state) = self.peers.get_mut(from) {
-                    state.remote_max_message_size = remote_max;
-                }
-                let signal = Signal::Description {
-                    sdp_type: SdpType::Answer,
-                    sdp: answer,
-                };
-                self.send_to_bridge(ClientMessage::Signal {
-                    to: from.clone(),
-                    signal,
-                })
-                .await;
-            }
-            SdpType::Answer => {
-                let state = self
-                    .peers
-                    .get_mut(from)
-                    .ok_or_else(|| Error::PeerNotConnected(from.clone()))?;
-                state.remote_max_message_size = remote_max;
-                match &state.rtc {
-                    Some(rtc) => rtc.accept_answer(sdp).await?,
-                    // The attempt was abandoned (and reported) before its answer came.
-                    None => {
-                        tracing::debug!(peer = %from, "answer for an abandoned attempt ignored")
-                    }
-                }
-            }
+            .get(&from)
+            .map_or((Role::Answerer, false), |s| (s.role, s.awaiting_answer));
+        if let Err(e) = check_description(&from, role, sdp_type, awaiting_answer) {
+            let reason = e.to_string();
+            return self.refuse_signal(&from.clone(), Error::Rtc { peer: from, reason });
         }
-        Ok(())
+        match sdp_type {
+            SdpType::Offer => self.on_offer(from, role, sdp).await,
+            SdpType::Answer => self.on_answer(from, sdp).await,
+        }
+    }
+
+    /// A new offer: the first from a newcomer, or a reconnection from a known peer. The new
+    /// attempt is negotiated beside the current one and replaces it only once the offer was
+    /// applied, so an unusable offer cannot tear down a working connection.
+    async fn on_offer(&mut self, from: PeerId, role: Role, sdp: String) {
+        self.peers
+            .entry(from.clone())
+            .or_insert_with(|| PeerState::new(role));
+        let (generation, rtc) = match self.create_rtc(&from).await {
+            Ok(created) => created,
+            Err(e) => return self.fail(from, e).await,
+        };
+        let answer = match rtc.accept_offer(sdp.clone()).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                rtc.close().await;
+                return match self.peers.get(&from).is_some_and(|s| s.connected) {
+                    true => self.refuse_signal(&from, e),
+                    false => self.fail(from, e).await,
+                };
+            }
+        };
+        self.replace_rtc(&from, generation, rtc).await;
+        if let Some(state) = self.peers.get_mut(&from) {
+            state.remote_max_message_size = sdp::max_message_size(&sdp);
+        }
+        let signal = Signal::Description {
+            sdp_type: SdpType::Answer,
+            sdp: answer,
+        };
+        self.send_to_bridge(ClientMessage::Signal { to: from, signal })
+            .await;
+    }
+
+    /// The answer to our pending offer (checked by `check_description`).
+    async fn on_answer(&mut self, from: PeerId, sdp: String) {
+        let Some(state) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let Some(rtc) = &state.rtc else {
+            // The attempt was abandoned (and reported) before its answer came.
+            tracing::debug!(peer = %from, "answer for an abandoned attempt ignored");
+            return;
+        };
+        state.awaiting_answer = false;
+        state.remote_max_message_size = sdp::max_message_size(&sdp);
+        if let Err(e) = rtc.accept_answer(sdp).await {
+            // Our offer can never complete now: the attempt failed (and is retried).
+            self.fail(from, e).await;
+        }
     }
 
     async fn on_rtc_event(&mut self, event: RtcEvent) {
@@ -526,16 +578,14 @@ impl Driver {
         }
     }
 
-    /// Negotiation with `peer` failed: report it and drop the connection attempt.
+    /// Negotiating the current attempt with `peer` failed: drop it like any failed attempt
+    /// (reported once, then retried by the offerer, see [`Self::abandon`]).
     async fn fail(&mut self, peer: PeerId, error: Error) {
         tracing::warn!(%peer, "negotiation failed: {error}");
-        if let Some(rtc) = self.peers.get_mut(&peer).and_then(|s| s.rtc.take()) {
-            rtc.close().await;
-        }
-        self.emit(Event::PeerDisconnected {
-            peer,
-            reason: Some(error),
-        });
+        let Some(generation) = self.peers.get(&peer).map(|s| s.generation) else {
+            return;
+        };
+        self.abandon(ConnId { peer, generation }, error).await;
     }
 
     async fn forget(&mut self, peer: PeerId, announce: bool) {

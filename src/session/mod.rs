@@ -4,6 +4,7 @@
 
 pub(crate) mod driver;
 pub(crate) mod link;
+pub(crate) mod receive_budget;
 
 use crate::backend::RtcChannel;
 use crate::config::ChannelKind;

@@ -34,10 +34,12 @@ pub fn role_for(how: Introduction) -> Role {
     }
 }
 
-/// Why an incoming description is refused.
+/// Why an incoming description is refused. A refused description is ignored: the connection
+/// we have (or are negotiating) with that peer goes on as if it never came.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NegotiationError {
-    /// The peer sent an offer although we are the offerer, or an answer we never asked for.
+    /// The peer sent an offer although we are the offerer, or an answer although we are the
+    /// answerer.
     #[error("unexpected SDP {got:?} from {peer} (our role: {role:?})")]
     UnexpectedDescription {
         /// The sender.
@@ -47,13 +49,29 @@ pub enum NegotiationError {
         /// Our role towards it.
         role: Role,
     },
+    /// The peer sent an answer while no offer of ours is waiting for one (a duplicate or late
+    /// answer; RFC 8829 §5.7: an answer applies to the pending offer only).
+    #[error("answer from {peer} while no offer of ours awaits one")]
+    UnsolicitedAnswer {
+        /// The sender.
+        peer: PeerId,
+    },
 }
 
-/// Checks that a description from `peer` fits our `role`: answerers receive offers, offerers
-/// receive answers.
-pub fn check_description(peer: &PeerId, role: Role, got: SdpType) -> Result<(), NegotiationError> {
+/// Checks that a description from `peer` fits our `role` — answerers receive offers, offerers
+/// receive answers — and, for an answer, that an offer of ours is `awaiting_answer`.
+pub fn check_description(
+    peer: &PeerId,
+    role: Role,
+    got: SdpType,
+    awaiting_answer: bool,
+) -> Result<(), NegotiationError> {
     match (role, got) {
-        (Role::Answerer, SdpType::Offer) | (Role::Offerer, SdpType::Answer) => Ok(()),
+        (Role::Answerer, SdpType::Offer) => Ok(()),
+        (Role::Offerer, SdpType::Answer) if awaiting_answer => Ok(()),
+        (Role::Offerer, SdpType::Answer) => {
+            Err(NegotiationError::UnsolicitedAnswer { peer: peer.clone() })
+        }
         _ => Err(NegotiationError::UnexpectedDescription {
             peer: peer.clone(),
             got,
@@ -78,9 +96,26 @@ mod tests {
     #[test]
     fn wrong_direction_descriptions_are_rejected() {
         let p = PeerId::from("p");
-        assert!(check_description(&p, Role::Answerer, SdpType::Offer).is_ok());
-        assert!(check_description(&p, Role::Offerer, SdpType::Answer).is_ok());
-        assert!(check_description(&p, Role::Offerer, SdpType::Offer).is_err());
-        assert!(check_description(&p, Role::Answerer, SdpType::Answer).is_err());
+        for awaiting in [false, true] {
+            assert!(check_description(&p, Role::Answerer, SdpType::Offer, awaiting).is_ok());
+            assert!(matches!(
+                check_description(&p, Role::Offerer, SdpType::Offer, awaiting),
+                Err(NegotiationError::UnexpectedDescription { .. })
+            ));
+            assert!(matches!(
+                check_description(&p, Role::Answerer, SdpType::Answer, awaiting),
+                Err(NegotiationError::UnexpectedDescription { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn an_answer_needs_a_pending_offer() {
+        let p = PeerId::from("p");
+        assert!(check_description(&p, Role::Offerer, SdpType::Answer, true).is_ok());
+        assert_eq!(
+            check_description(&p, Role::Offerer, SdpType::Answer, false),
+            Err(NegotiationError::UnsolicitedAnswer { peer: p })
+        );
     }
 }

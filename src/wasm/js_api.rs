@@ -10,6 +10,7 @@
 //! await t.close();
 //! ```
 
+use crate::channel_info::ChannelInfo;
 use crate::config::{ChannelKind, IceServer, IceTransportPolicy, TransportConfig};
 use crate::error::Error;
 use crate::event::Event;
@@ -64,6 +65,24 @@ export interface CandidateInfo {
 export interface CandidatePair {
   local: CandidateInfo;
   remote: CandidateInfo;
+}
+/** The open data channel to one peer as the browser negotiated it (from `channelInfo`).
+ *  Sizes in bytes, times in milliseconds. */
+export interface ChannelInfo {
+  /** "miaou-reliable" or "miaou-unreliable". */
+  label: string;
+  /** The kind in use: the offerer's choice, which the answerer follows. */
+  kind: "reliable" | "unreliable";
+  /** RTCDataChannel.ordered. */
+  ordered: boolean;
+  /** RTCDataChannel.maxRetransmits; null for a reliable channel. */
+  maxRetransmits: number | null;
+  /** RTCDataChannel.maxPacketLifeTime, ms; null when not limited by time. */
+  maxPacketLifeTime: number | null;
+  /** Largest frame we send on it: min(maxFrameSize, remoteMaxMessageSize). */
+  maxFrameSize: number;
+  /** The peer's a=max-message-size (65536 when its SDP has none, RFC 8841). */
+  remoteMaxMessageSize: number;
 }
 /** A peer lifecycle event passed to `onPeer`. */
 export interface PeerEvent {
@@ -279,6 +298,29 @@ fn candidate_object(c: &CandidateInfo) -> JsValue {
     set("address", JsValue::from_str(&c.address));
     set("port", JsValue::from(c.port));
     set("protocol", JsValue::from_str(&c.protocol));
+    object.into()
+}
+
+fn channel_object(info: &ChannelInfo) -> JsValue {
+    let object = js_sys::Object::new();
+    let set = |key: &str, value: JsValue| {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &value);
+    };
+    let optional = |value: Option<u16>| value.map_or(JsValue::NULL, JsValue::from);
+    let kind = match info.kind {
+        ChannelKind::Reliable => "reliable",
+        ChannelKind::Unreliable => "unreliable",
+    };
+    set("label", JsValue::from_str(&info.label));
+    set("kind", JsValue::from_str(kind));
+    set("ordered", JsValue::from_bool(info.ordered));
+    set("maxRetransmits", optional(info.max_retransmits));
+    set("maxPacketLifeTime", optional(info.max_packet_life_time_ms));
+    set("maxFrameSize", JsValue::from(info.max_frame_size as f64));
+    set(
+        "remoteMaxMessageSize",
+        JsValue::from(info.remote_max_message_size as f64),
+    );
     object.into()
 }
 
@@ -500,6 +542,38 @@ impl JsTransport {
                 .map(|pair| pair_object(&pair))
                 .map_err(js_error)
         })
+    }
+
+    /// The open data channel to `peerId` as the browser negotiated it: `{ label, kind,
+    /// ordered, maxRetransmits, maxPacketLifeTime, maxFrameSize, remoteMaxMessageSize }`.
+    /// Throws a `MiaouError` if `peerId` is not a string or has no open channel.
+    #[wasm_bindgen(js_name = channelInfo, unchecked_return_type = "ChannelInfo")]
+    pub fn channel_info(
+        &self,
+        #[wasm_bindgen(js_name = peerId, unchecked_param_type = "string")] peer_id: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let peer = peer_arg(&peer_id)?;
+        let info = self.inner.channel_info(&peer).map_err(js_error)?;
+        Ok(channel_object(&info))
+    }
+
+    /// Bytes queued in the data channel to `peerId` and not yet sent
+    /// (`RTCDataChannel.bufferedAmount`); `send` keeps it near its high-water mark (1 MiB).
+    /// Throws a `MiaouError` if `peerId` is not a string or has no open channel.
+    #[wasm_bindgen(js_name = bufferedAmount)]
+    pub fn buffered_amount(
+        &self,
+        #[wasm_bindgen(js_name = peerId, unchecked_param_type = "string")] peer_id: JsValue,
+    ) -> Result<f64, JsValue> {
+        let peer = peer_arg(&peer_id)?;
+        let amount = self.inner.buffered_amount(&peer);
+        // The browser answers at once: the future is ready on its first poll.
+        match futures::FutureExt::now_or_never(amount) {
+            Some(amount) => Ok(amount.map_err(js_error)? as f64),
+            None => Err(js_error(Error::InvalidInput(
+                "bufferedAmount not ready".into(),
+            ))),
+        }
     }
 
     /// Delivers everything sent so far, then closes every channel and leaves the room.

@@ -1,6 +1,7 @@
 //! One browser `RTCPeerConnection` per remote peer, with one data channel.
 
 use super::js_text;
+use crate::channel_info::ChannelParameters;
 use crate::config::{ChannelKind, IceTransportPolicy, TransportConfig};
 use crate::error::{Error, Result};
 use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
@@ -413,6 +414,7 @@ fn wire_channel(
 ) {
     dc.set_binary_type(RtcDataChannelType::Arraybuffer);
     let (frames_tx, frames_rx) = async_channel::bounded::<Bytes>(frame_queue);
+    let frames_end = frames_tx.clone();
     let (overflow_dc, overflow_events, overflow_peer) = (dc.clone(), events.clone(), peer.clone());
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = event.data();
@@ -458,6 +460,9 @@ fn wire_channel(
         }
     });
     let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        // The browser fires `close` after every `message` event of the channel: closing the
+        // queue lets the reader finish what is in it and then see the end, in order.
+        frames_end.close();
         post(
             &events,
             RtcEvent::Closed {
@@ -490,6 +495,21 @@ impl RtcChannel {
         self.dc.send_with_u8_array(&frame).map_err(|e| js_text(&e))
     }
 
+    /// The channel's label and reliability, as the browser negotiated them. web-sys has no
+    /// getter for `ordered`, so it is read as a property.
+    pub(crate) fn parameters(&self) -> ChannelParameters {
+        let ordered = js_sys::Reflect::get(&self.dc, &JsValue::from_str("ordered"))
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        ChannelParameters {
+            label: self.dc.label(),
+            ordered,
+            max_retransmits: self.dc.max_retransmits(),
+            max_packet_life_time_ms: self.dc.max_packet_life_time(),
+        }
+    }
+
     /// Bytes queued by the browser and not yet sent (`bufferedAmount`).
     pub(crate) async fn buffered_amount(&self) -> usize {
         self.dc.buffered_amount() as usize
@@ -507,11 +527,6 @@ impl RtcChannel {
                 futures::future::select(Box::pin(self.low.recv()), Box::pin(super::sleep_ms(50)));
             woke.await;
         }
-    }
-
-    /// Whether the channel is still open (`readyState == "open"`).
-    pub(crate) fn is_open(&self) -> bool {
-        self.dc.ready_state() == RtcDataChannelState::Open
     }
 
     /// Closes the data channel.

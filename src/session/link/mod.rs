@@ -14,8 +14,11 @@
 mod reader;
 mod writer;
 
+use super::receive_budget::ReceiveBudget;
 use crate::backend::{self, RtcChannel};
+use crate::channel_info::ChannelInfo;
 use crate::codec::{fits_one_frame, CodecError, CodecLimits, Control, FrameDecoder, FrameEncoder};
+use crate::config::ChannelKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, Message};
 use crate::signaling::protocol::PeerId;
@@ -47,6 +50,9 @@ pub(crate) enum WriteCmd {
     FinAck,
     /// The reader saw the peer's RESET: it dropped our fragmented message `msg_id`.
     RemoteReset(u64),
+    /// The data channel closed and the reader has handled every frame received before that
+    /// (so a FIN or FIN_ACK that arrived is already known to the writer).
+    ChannelClosed,
 }
 
 /// Sizes that shape one link, from [`crate::TransportConfig`].
@@ -61,6 +67,10 @@ pub(crate) struct LinkSettings {
     pub(crate) low_water_bytes: usize,
     /// Messages queued per peer (waiting or being interleaved); `send` waits past it.
     pub(crate) send_queue_messages: usize,
+    /// The channel's kind (the offerer's choice).
+    pub(crate) kind: ChannelKind,
+    /// The remote's `a=max-message-size`, bytes.
+    pub(crate) remote_max_message_size: usize,
 }
 
 /// State the writer task shares with every handle on its link.
@@ -78,6 +88,9 @@ pub(crate) struct LinkHandle {
     shared: Arc<LinkShared>,
     limits: CodecLimits,
     max_frame_size: usize,
+    info: Arc<ChannelInfo>,
+    /// For reading `bufferedAmount`; the writer task owns sending.
+    channel: RtcChannel,
 }
 
 impl LinkHandle {
@@ -117,6 +130,16 @@ impl LinkHandle {
         wait.await.map_err(|_| not_connected())?
     }
 
+    /// Bytes queued in the data channel and not yet sent (`bufferedAmount`).
+    pub(crate) async fn buffered_amount(&self) -> usize {
+        self.channel.buffered_amount().await
+    }
+
+    /// The channel's negotiated parameters.
+    pub(crate) fn info(&self) -> ChannelInfo {
+        ChannelInfo::clone(&self.info)
+    }
+
     /// Delivers everything queued, exchanges FIN / FIN_ACK both ways, then closes the channel.
     ///
     /// If the link already ended (the peer closed first), answers how it ended: `Ok` after a
@@ -154,6 +177,8 @@ impl LinkHandle {
 pub(crate) struct Sinks {
     pub(crate) messages: async_channel::Sender<Message>,
     pub(crate) events: async_channel::Sender<Event>,
+    /// Bytes of queued messages (`receive_queue_bytes`); `Transport::recv` releases them.
+    pub(crate) budget: Arc<ReceiveBudget>,
 }
 
 /// Starts the writer and reader tasks for an open channel and returns the handle.
@@ -165,6 +190,17 @@ pub(crate) fn start(
     sinks: Sinks,
 ) -> LinkHandle {
     let (writer_tx, writer_rx) = async_channel::bounded(settings.send_queue_messages.max(1));
+    let parameters = channel.parameters();
+    let reading = channel.clone();
+    let info = Arc::new(ChannelInfo {
+        label: parameters.label,
+        kind: settings.kind,
+        ordered: parameters.ordered,
+        max_retransmits: parameters.max_retransmits,
+        max_packet_life_time_ms: parameters.max_packet_life_time_ms,
+        max_frame_size: settings.max_frame_size,
+        remote_max_message_size: settings.remote_max_message_size,
+    });
     let encoder = FrameEncoder::new(settings.limits);
     let shared = Arc::new(LinkShared {
         accepting: AtomicBool::new(true),
@@ -191,5 +227,7 @@ pub(crate) fn start(
         shared,
         limits: settings.limits,
         max_frame_size: settings.max_frame_size,
+        info,
+        channel: reading,
     }
 }

@@ -59,6 +59,8 @@ pub(super) struct Writer {
     settings: LinkSettings,
     events: async_channel::Sender<Event>,
     closing: Closing,
+    /// The reader saw the channel close (after handing over every frame before it).
+    channel_closed: bool,
     /// Send budget and final outcome, shared with the link's handles.
     shared: Arc<LinkShared>,
 }
@@ -85,6 +87,7 @@ impl Writer {
             settings,
             events,
             closing: Closing::default(),
+            channel_closed: false,
             shared,
         }
     }
@@ -99,7 +102,7 @@ impl Writer {
                     Wake::Command(Some(cmd)) => self.handle(cmd).await,
                     Wake::Command(None) => return self.finish(Ok(()), &commands).await,
                     Wake::Poll => {
-                        if let Some(outcome) = self.check_closing() {
+                        if let Some(outcome) = self.check_deadline() {
                             return self.finish(outcome, &commands).await;
                         }
                     }
@@ -107,9 +110,13 @@ impl Writer {
             }
             // Take what is ready without waiting, up to the queue bound, so new messages join
             // the rotation between two frames of a large one.
-            while self.queue.len() < self.settings.send_queue_messages {
+            while self.queue.len() < self.settings.send_queue_messages && !self.channel_closed {
                 let Ok(cmd) = commands.try_recv() else { break };
                 self.handle(cmd).await;
+            }
+            if self.channel_closed {
+                let outcome = self.outcome_after_channel_closed();
+                return self.finish(outcome, &commands).await;
             }
             if let Err(e) = self.send_next_frame().await {
                 return self.finish(Err(e), &commands).await;
@@ -135,21 +142,27 @@ impl Writer {
         }
     }
 
-    /// While closing: the outcome, if the handshake can no longer complete.
-    fn check_closing(&self) -> Option<Result<()>> {
-        if !self.channel.is_open() {
-            // The peer closes only once it has our FIN, so after its FIN a closed channel
-            // means our data was read; before it, the link broke.
-            return Some(match self.closing.remote_fin {
-                true => Ok(()),
-                false => Err(Error::PeerNotConnected(self.peer.clone())),
-            });
-        }
+    /// While closing: a timeout error once the close deadline has passed.
+    fn check_deadline(&self) -> Option<Result<()>> {
         let (deadline, ms) = self.closing.deadline?;
         (backend::now_ms() >= deadline).then(|| {
             let what = format!("close handshake (FIN_ACK) with {}", self.peer);
             Err(Error::Timeout { what, ms })
         })
+    }
+
+    /// How the link ended when its channel closed. The reader reports the close only after
+    /// every frame received before it, so FIN / FIN_ACK that arrived are already counted here.
+    /// A peer closes its channel only once it holds our FIN (or gives up), so after our FIN
+    /// was sent, its FIN_ACK or its own FIN means our data was read; anything else means the
+    /// link broke, and what is still queued is reported by `finish`.
+    fn outcome_after_channel_closed(&self) -> Result<()> {
+        let closing = &self.closing;
+        if closing.fin_sent && (closing.fin_acked || closing.remote_fin) {
+            Ok(())
+        } else {
+            Err(Error::PeerNotConnected(self.peer.clone()))
+        }
     }
 
     async fn handle(&mut self, cmd: WriteCmd) {
@@ -190,6 +203,7 @@ impl Writer {
                 self.send_control(Control::FinAck).await;
             }
             WriteCmd::FinAck => self.closing.fin_acked = true,
+            WriteCmd::ChannelClosed => self.channel_closed = true,
             WriteCmd::RemoteReset(msg_id) => {
                 let error = Error::MessageRefused {
                     peer: self.peer.clone(),
@@ -244,11 +258,7 @@ impl Writer {
         let Some(popped) = self.queue.pop(&mut self.encoder) else {
             return Ok(());
         };
-        if self.channel.buffered_amount().await > self.settings.high_water_bytes {
-            self.channel
-                .wait_buffered_amount_low(self.settings.low_water_bytes)
-                .await;
-        }
+        self.wait_for_buffer_room().await;
         let sent = self
             .channel
             .send(popped.frame)
@@ -263,7 +273,21 @@ impl Writer {
         sent
     }
 
+    /// Waits while the channel's `bufferedAmount` is above the high-water mark, until it is
+    /// down to the low-water mark (`bufferedamountlow`) or the channel closed.
+    async fn wait_for_buffer_room(&self) {
+        if self.channel.buffered_amount().await > self.settings.high_water_bytes {
+            self.channel
+                .wait_buffered_amount_low(self.settings.low_water_bytes)
+                .await;
+        }
+    }
+
+    /// Sends a control frame. It waits for buffer room like data: a peer that floods PINGs
+    /// (or bad fragments, each answered by RESET) while not reading what we send would
+    /// otherwise grow our send buffer without bound; this way it only stalls its own link.
     async fn send_control(&mut self, control: Control) {
+        self.wait_for_buffer_room().await;
         let frame = self.encoder.encode_control(control);
         if let Err(e) = self.channel.send(frame).await {
             tracing::debug!(peer = %self.peer, "control frame not sent: {e}");
