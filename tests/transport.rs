@@ -348,8 +348,261 @@ async fn peers_configured_with_different_channel_kinds_still_connect() {
     .await
     .unwrap();
     let (b_id, a_id) = tokio::join!(connected(&a), connected(&b));
+    let info = a.channel_info(&b_id).unwrap();
+    assert_eq!(
+        (info.kind, info.ordered, info.max_retransmits),
+        (ChannelKind::Unreliable, false, Some(0)),
+        "a follows the offerer's kind"
+    );
     a.send_text(&b_id, "hi b").await.unwrap();
     b.send_text(&a_id, "hi a").await.unwrap();
     assert_eq!(recv(&b).await.as_text(), Some("hi b"));
     assert_eq!(recv(&a).await.as_text(), Some("hi a"));
+}
+
+/// `channel_info` reads the channel's reliability off the WebRTC stack; on the answering side
+/// that is what the offerer's DATA_CHANNEL_OPEN said (RFC 8832), so both sides must agree.
+#[tokio::test]
+async fn channel_info_reports_the_negotiated_reliability_on_both_sides() {
+    let bridge = bridge().await;
+    for (room, kind) in [
+        ("info-reliable", ChannelKind::Reliable),
+        ("info-unreliable", ChannelKind::Unreliable),
+    ] {
+        let (a, b, a_id, b_id) = pair(&bridge, room, |c| c.channel(kind)).await;
+        for info in [
+            a.channel_info(&b_id).unwrap(),
+            b.channel_info(&a_id).unwrap(),
+        ] {
+            assert_eq!((info.kind, info.label.as_str()), (kind, kind.label()));
+            match kind {
+                ChannelKind::Reliable => {
+                    assert!(info.ordered, "{info:?}");
+                    assert_eq!(info.max_retransmits, None, "{info:?}");
+                }
+                ChannelKind::Unreliable => {
+                    assert!(!info.ordered, "{info:?}");
+                    assert_eq!(info.max_retransmits, Some(0), "{info:?}");
+                }
+            }
+            assert_eq!(info.max_packet_life_time_ms, None);
+            assert_eq!(info.max_frame_size, 16 * 1024, "default frame size");
+            assert_eq!(info.remote_max_message_size, 65_535, "what we advertise");
+        }
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+    let alone = Transport::connect(config(&bridge, "info-alone").build().unwrap())
+        .await
+        .unwrap();
+    let ghost = PeerId::from("ghost");
+    assert_eq!(
+        alone.channel_info(&ghost),
+        Err(Error::PeerNotConnected(ghost))
+    );
+}
+
+/// webrtc-rs 0.17 reads each SCTP message into a 65 535-byte buffer: a larger frame would
+/// silently close the channel. We advertise `a=max-message-size:65535`, and our own frames
+/// never exceed the remote's value, whatever `max_frame_size` asks for.
+#[tokio::test]
+async fn frames_never_exceed_the_peers_max_message_size() {
+    let bridge = bridge().await;
+    let (a, b, a_id, b_id) = pair(&bridge, "frame-cap", |c| c.max_frame_size(1 << 20)).await;
+    assert_eq!(a.channel_info(&b_id).unwrap().max_frame_size, 65_535);
+    assert_eq!(b.channel_info(&a_id).unwrap().max_frame_size, 65_535);
+    for round in 0..3u8 {
+        let data = pattern(1024 * 1024, round);
+        a.send(&b_id, data.clone()).await.unwrap();
+        assert!(recv(&b).await.data == data, "a->b round {round}");
+        b.send(&a_id, data.clone()).await.unwrap();
+        assert!(recv(&a).await.data == data, "b->a round {round}");
+    }
+    assert_eq!(a.peers(), vec![b_id.clone()], "the channel is still open");
+}
+
+/// Single-frame messages return from `send` once queued (many are still queued when
+/// `close` starts, and are coalesced into BATCH frames): close must deliver every one. The
+/// receiver reads meanwhile: 10 240 messages are more than its receive queue holds, and the
+/// FIN that completes the close comes after all of them.
+#[tokio::test]
+async fn close_right_after_a_burst_of_small_messages_delivers_them_all() {
+    let bridge = bridge().await;
+    let (a, b, _a_id, b_id) = pair(&bridge, "small-burst", |c| c).await;
+    let count = 10 * 1024u32; // 10 240 x 1 KiB = 10 MiB
+    let message = |i: u32| {
+        let mut data = pattern(1024, i as u8);
+        data[..4].copy_from_slice(&i.to_be_bytes());
+        data
+    };
+    let reading = async {
+        for i in 0..count {
+            assert!(
+                recv(&b).await.data == message(i),
+                "message {i} intact and in order"
+            );
+        }
+    };
+    let sending = async {
+        for i in 0..count {
+            a.send(&b_id, message(i)).await.unwrap();
+        }
+        a.close().await.expect("close delivers and is acknowledged");
+    };
+    tokio::join!(reading, sending);
+}
+
+/// What one side sees of a peer that joins, connects, then closes: in this order.
+#[tokio::test]
+async fn peer_events_follow_the_lifecycle_in_order() {
+    let bridge = bridge().await;
+    let a = Transport::connect(config(&bridge, "lifecycle").build().unwrap())
+        .await
+        .unwrap();
+    let b = Transport::connect(config(&bridge, "lifecycle").build().unwrap())
+        .await
+        .unwrap();
+    let b_id = b.peer_id().clone();
+    connected(&b).await;
+    let mut seen = Vec::new();
+    let collect = async {
+        while let Some(event) = a.next_event().await {
+            let done = matches!(event, Event::PeerLeft(_));
+            seen.push(event);
+            if done {
+                return;
+            }
+            if matches!(seen.last(), Some(Event::PeerConnected(_))) {
+                b.close().await.unwrap();
+            }
+        }
+    };
+    timeout(WAIT, collect).await.expect("b's whole lifecycle");
+    assert_eq!(
+        seen,
+        vec![
+            Event::PeerJoined(b_id.clone()),
+            Event::PeerConnected(b_id.clone()),
+            Event::PeerDisconnected {
+                peer: b_id.clone(),
+                reason: None
+            },
+            Event::PeerLeft(b_id),
+        ]
+    );
+}
+
+/// Sends `message` to `peer` in a loop in the background; returns how many `send` accepted
+/// within `window`, then stops.
+async fn accepted_within(
+    t: &Transport,
+    peer: &PeerId,
+    message: Vec<u8>,
+    window: Duration,
+) -> usize {
+    let message = miaou_transport::Bytes::from(message);
+    let mut accepted = 0;
+    let sending = async {
+        loop {
+            t.send(peer, message.clone()).await.unwrap();
+            accepted += 1;
+        }
+    };
+    let _ = timeout(window, sending).await;
+    accepted
+}
+
+/// A receiver that does not read stops the sender: `send` waits (send queue, then
+/// `bufferedAmount`, then the receiver's bounded queues and SCTP window) instead of piling
+/// data up anywhere. Then the receiver catches up and every message arrives in order.
+#[tokio::test]
+async fn a_receiver_that_does_not_read_holds_the_sender_back() {
+    let bridge = bridge().await;
+    let a = Transport::connect(
+        config(&bridge, "slow-reader")
+            .send_queue_messages(8)
+            .send_buffer_watermarks(16 * 1024, 64 * 1024)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let b = Transport::connect(
+        config(&bridge, "slow-reader")
+            .receive_queue_messages(8)
+            .receive_queue_frames(8)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let (b_id, _a_id) = tokio::join!(connected(&a), connected(&b));
+    // 1 KiB messages: without backpressure, 3 s at tens of MB/s would accept tens of
+    // thousands. What can be in flight: a's queue (8) and 64 KiB buffered, the SCTP window
+    // (~1 MiB in webrtc-rs), b's 8 frames of up to 16 KiB and 8 queued messages.
+    let (most_buffered, done) = (std::cell::Cell::new(0), std::cell::Cell::new(false));
+    let sampling = async {
+        while !done.get() {
+            let now = a.buffered_amount(&b_id).await.unwrap();
+            most_buffered.set(most_buffered.get().max(now));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let sending = async {
+        let accepted = accepted_within(&a, &b_id, vec![7; 1024], Duration::from_secs(3)).await;
+        done.set(true);
+        accepted
+    };
+    // (A bufferedAmount read on native waits while webrtc-rs blocks in a send: its own pending
+    // queue is full, which only happens above our 64 KiB mark — so a hang here is a failure.)
+    let ((), accepted) = timeout(WAIT, async { tokio::join!(sampling, sending) })
+        .await
+        .expect("bufferedAmount stays readable: sends never reach webrtc-rs's own limit");
+    assert!(
+        accepted < 4 * 1024,
+        "{accepted} KiB accepted while the receiver read nothing"
+    );
+    // Frames go out only at or below the 64 KiB high-water mark: at most one frame more.
+    let most_buffered = most_buffered.get();
+    assert!(
+        most_buffered <= (64 + 16) * 1024,
+        "bufferedAmount {most_buffered}"
+    );
+    for _ in 0..accepted {
+        assert_eq!(recv(&b).await.data.len(), 1024);
+    }
+}
+
+/// The receive queue is bounded in bytes too: large messages stop being read from the
+/// channel once `receive_queue_bytes` of them wait for `recv`, however many would fit the
+/// message count.
+#[tokio::test]
+async fn the_receive_queue_is_bounded_in_bytes() {
+    let bridge = bridge().await;
+    let a = Transport::connect(config(&bridge, "recv-bytes").build().unwrap())
+        .await
+        .unwrap();
+    let b = Transport::connect(
+        config(&bridge, "recv-bytes")
+            .receive_queue_bytes(1024 * 1024)
+            .receive_queue_frames(16)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let (b_id, _a_id) = tokio::join!(connected(&a), connected(&b));
+    // 256 KiB messages; b's queue would take 1024 of them (256 MiB) by count alone. Bytes in
+    // flight otherwise: 1 MiB queued + one partial message + 16 frames + the SCTP window +
+    // a's 1 MiB high-water mark.
+    let message = pattern(256 * 1024, 4);
+    let accepted = accepted_within(&a, &b_id, message.clone(), Duration::from_secs(3)).await;
+    assert!(
+        accepted * 256 < 16 * 1024,
+        "{} KiB accepted while the receiver read nothing",
+        accepted * 256
+    );
+    for _ in 0..accepted {
+        assert!(recv(&b).await.data == message);
+    }
 }
