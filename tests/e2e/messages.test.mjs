@@ -2,8 +2,7 @@
 // (`native-demo echo`, which sends every message back unchanged).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { startBridge, startJoin, launchChromium, openChat, waitFor, nativeDemo, repoRoot } from "./harness.mjs";
+import { startBridge, startJoin, startEcho, launchChromium, openChat, waitFor } from "./harness.mjs";
 
 let bridge;
 let browser;
@@ -17,15 +16,6 @@ after(async () => {
   await browser?.close();
   bridge?.stop();
 });
-
-/** Starts `native-demo echo` in `room`; resolves once it has joined. */
-async function startEcho(room) {
-  const proc = spawn(nativeDemo, ["echo", "--signal", bridge.ws, "--room", room], { cwd: repoRoot, stdio: ["pipe", "ignore", "pipe"] });
-  let stderr = "";
-  proc.stderr.on("data", (c) => { stderr += c; });
-  await waitFor(() => /echoing/.test(stderr), "echo to join");
-  return { stop: () => proc.stdin.end(), kill: () => proc.kill("SIGKILL"), get stderr() { return stderr; } };
-}
 
 /** In the page: connects its own Transport (offering, since the echo joined first), sends each
  *  payload spec to the echo peer and checks the echo byte for byte. Returns a summary. */
@@ -61,7 +51,7 @@ function roundTrips(page, room, channel, specs) {
 }
 
 test("300 KiB and 8 MiB single messages browser -> native -> browser", async () => {
-  const echo = await startEcho("big-messages");
+  const echo = await startEcho(bridge.ws, "big-messages");
   const page = await openChat(browser, bridge.http, "big-messages-ui");
   try {
     const results = await roundTrips(page, "big-messages", "reliable", [{ bytes: 300 * 1024 }, { bytes: 8 * 1024 * 1024 }, { text: "done ✓" }]);
@@ -78,7 +68,7 @@ test("300 KiB and 8 MiB single messages browser -> native -> browser", async () 
 });
 
 test("unreliable channel (unordered, maxRetransmits 0) between browser and native", async () => {
-  const echo = await startEcho("unreliable");
+  const echo = await startEcho(bridge.ws, "unreliable");
   const page = await openChat(browser, bridge.http, "unreliable-ui");
   try {
     const specs = [...Array.from({ length: 50 }, (_, i) => ({ text: `u${i}` })), { bytes: 100_000 }];
