@@ -45,6 +45,12 @@ pub use ice::{CandidateInfo, CandidatePair, CandidateType};
 pub use signaling::protocol::PeerId;
 pub use transport::Transport;
 
+/// README.md's Rust examples, compiled by `cargo test --doc` so they stay true; only built for
+/// doctests, so it is not part of the public API or docs.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 // The one seam: each backend module offers the same functions and types
 // (`spawn`, `sleep_ms`, `connect_signaling`, `RtcPeer`, `RtcChannel`).
 cfg_if::cfg_if! {

@@ -16,9 +16,24 @@ pub(crate) fn spawn(future: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(future);
 }
 
-/// Waits `ms` milliseconds (setTimeout).
+/// Longest delay, in ms, that one `setTimeout` honours: 2^31 − 1 (≈ 24.8 days). Browsers hold
+/// the delay as a signed 32-bit integer and run the callback at once for anything larger (HTML
+/// timer initialisation steps), so a longer `u32` delay would be a zero delay.
+const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+
+/// Waits `ms` milliseconds (setTimeout). Delays above [`MAX_TIMEOUT_MS`] are waited in several
+/// timeouts, so e.g. a 30-day `connectTimeoutMs` never fires early.
 pub(crate) async fn sleep_ms(ms: u64) {
-    gloo_timers::future::TimeoutFuture::new(u32::try_from(ms).unwrap_or(u32::MAX)).await;
+    let mut left = ms;
+    loop {
+        let step = left.min(MAX_TIMEOUT_MS);
+        gloo_timers::future::TimeoutFuture::new(u32::try_from(step).unwrap_or(i32::MAX as u32))
+            .await;
+        left -= step;
+        if left == 0 {
+            break;
+        }
+    }
 }
 
 /// Milliseconds on the page's clock (`Date.now()`; only differences are used).

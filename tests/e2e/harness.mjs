@@ -66,6 +66,15 @@ export function startJoin(ws, room, extra = []) {
   return run(["join", "--signal", ws, "--room", room, ...extra], { name: `join ${room}` });
 }
 
+/** `native-demo echo` in `room` (sends every message back to its sender); resolves once it
+ *  has joined. `stop()` closes its stdin (it then exits). */
+export async function startEcho(ws, room) {
+  const echo = run(["echo", "--signal", ws, "--room", room], { name: `echo ${room}` });
+  await waitFor(() => /echoing/.test(echo.stderr), "echo to join")
+    .catch((e) => { echo.kill(); throw new Error(`${e.message}\n${echo.stderr}`); });
+  return { ...echo, get stderr() { return echo.stderr; }, stop: () => echo.endInput() };
+}
+
 /** Chromium flags that work headless as root with no outside network. mDNS hiding of host
  *  candidates stays at Chromium's default (on). */
 export async function launchChromium(executablePath = process.env.CHROMIUM || "/usr/bin/chromium") {
@@ -79,6 +88,51 @@ export async function launchChromium(executablePath = process.env.CHROMIUM || "/
   });
 }
 
+/** Runs in the page before its scripts (addInitScript): records what Chromium really did, for
+ *  the tests to check — `localCandidates` (ICE candidates it offered), `peerConnections`,
+ *  `dataChannels` (created or received) and `largestSend` (bytes of the largest message handed
+ *  to any RTCDataChannel.send). */
+function recordWebRtc() {
+  window.localCandidates = [];
+  window.peerConnections = [];
+  window.dataChannels = [];
+  window.largestSend = 0;
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.peerConnections.push(this);
+      this.addEventListener("icecandidate", (e) => e.candidate && window.localCandidates.push(e.candidate.candidate));
+      this.addEventListener("datachannel", (e) => window.dataChannels.push(e.channel));
+    }
+
+    createDataChannel(...args) {
+      const channel = super.createDataChannel(...args);
+      window.dataChannels.push(channel);
+      return channel;
+    }
+  };
+  const send = RTCDataChannel.prototype.send;
+  RTCDataChannel.prototype.send = function (data) {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data).length : (data.byteLength ?? data.size);
+    if (bytes > window.largestSend) window.largestSend = bytes;
+    return send.call(this, data);
+  };
+}
+
+/** Opens `path` (e.g. "/hello.html?room=x") of the bridge at `http` with WebRTC recorded
+ *  (`recordWebRtc`); `page.miaouErrors` collects console errors and uncaught exceptions. */
+export async function openPage(browser, http, path) {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(new Error(m.text())); });
+  await page.addInitScript(recordWebRtc);
+  page.miaouErrors = errors;
+  await page.goto(new URL(path, http).href);
+  return page;
+}
+
 /** Opens the demo chat page in `room` (plus `query`, e.g. "turn=bridge&relay=1") and waits
  *  until it joined. */
 export async function openChat(browser, http, room, query = "") {
@@ -87,19 +141,7 @@ export async function openChat(browser, http, room, query = "") {
   const uncaught = [];
   page.on("pageerror", (e) => { errors.push(e); uncaught.push(e); });
   page.on("console", (m) => { if (m.type() === "error") errors.push(new Error(m.text())); });
-  // Record the page's local ICE candidates, to check what Chromium really offered.
-  await page.addInitScript(() => {
-    window.localCandidates = [];
-    window.peerConnections = [];
-    const Native = window.RTCPeerConnection;
-    window.RTCPeerConnection = class extends Native {
-      constructor(...args) {
-        super(...args);
-        window.peerConnections.push(this);
-        this.addEventListener("icecandidate", (e) => e.candidate && window.localCandidates.push(e.candidate.candidate));
-      }
-    };
-  });
+  await page.addInitScript(recordWebRtc);
   await page.goto(`${http}?room=${encodeURIComponent(room)}${query ? `&${query}` : ""}`);
   await waitFor(() => page.evaluate(() => Boolean(window.miaouChat)), "the page to join", 30_000)
     .catch((e) => { throw new Error(`${e.message}; page errors: ${errors.map(String).join("; ")}`); });

@@ -2,8 +2,9 @@
 // (`native-demo echo`, which sends every message back unchanged).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { startBridge, startJoin, launchChromium, openChat, waitFor, nativeDemo, repoRoot } from "./harness.mjs";
+import { createServer } from "node:net";
+import { once } from "node:events";
+import { startBridge, startJoin, startEcho, launchChromium, openChat, waitFor } from "./harness.mjs";
 
 let bridge;
 let browser;
@@ -17,15 +18,6 @@ after(async () => {
   await browser?.close();
   bridge?.stop();
 });
-
-/** Starts `native-demo echo` in `room`; resolves once it has joined. */
-async function startEcho(room) {
-  const proc = spawn(nativeDemo, ["echo", "--signal", bridge.ws, "--room", room], { cwd: repoRoot, stdio: ["pipe", "ignore", "pipe"] });
-  let stderr = "";
-  proc.stderr.on("data", (c) => { stderr += c; });
-  await waitFor(() => /echoing/.test(stderr), "echo to join");
-  return { stop: () => proc.stdin.end(), kill: () => proc.kill("SIGKILL"), get stderr() { return stderr; } };
-}
 
 /** In the page: connects its own Transport (offering, since the echo joined first), sends each
  *  payload spec to the echo peer and checks the echo byte for byte. Returns a summary. */
@@ -61,7 +53,7 @@ function roundTrips(page, room, channel, specs) {
 }
 
 test("300 KiB and 8 MiB single messages browser -> native -> browser", async () => {
-  const echo = await startEcho("big-messages");
+  const echo = await startEcho(bridge.ws, "big-messages");
   const page = await openChat(browser, bridge.http, "big-messages-ui");
   try {
     const results = await roundTrips(page, "big-messages", "reliable", [{ bytes: 300 * 1024 }, { bytes: 8 * 1024 * 1024 }, { text: "done ✓" }]);
@@ -78,7 +70,7 @@ test("300 KiB and 8 MiB single messages browser -> native -> browser", async () 
 });
 
 test("unreliable channel (unordered, maxRetransmits 0) between browser and native", async () => {
-  const echo = await startEcho("unreliable");
+  const echo = await startEcho(bridge.ws, "unreliable");
   const page = await openChat(browser, bridge.http, "unreliable-ui");
   try {
     const specs = [...Array.from({ length: 50 }, (_, i) => ({ text: `u${i}` })), { bytes: 100_000 }];
@@ -110,6 +102,45 @@ test("browser close() right after a 10 MiB burst still delivers the last message
     const numbers = node.lines.map((l) => Number(l.split(" ")[1]));
     assert.deepEqual(numbers, Array.from({ length: count }, (_, i) => i));
     assert.ok(node.lines.every((l) => l.length > 64 * 1024 - 16));
+  } finally {
+    node.endInput();
+    node.kill();
+    await page.close();
+  }
+});
+
+test("browser close() right after 10 MiB of 1 KiB messages delivers every one, in order", async () => {
+  // 1 KiB messages are single frames: send() resolves once queued and queued ones go out
+  // coalesced (BATCH), so up to 1024 of them are still queued when close() runs.
+  const node = startJoin(bridge.ws, "burst-close-small", ["--wait-peers", "1"]);
+  const page = await openChat(browser, bridge.http, "burst-close-small-ui");
+  const count = 10 * 1024;
+  // Message i: its number then 1 KiB of text that depends on i, so a lost, repeated, reordered
+  // or corrupted message shows.
+  const message = (i) => {
+    const letters = Array.from({ length: 26 }, (_, k) => String.fromCharCode(97 + ((i + k * 7) % 26))).join("");
+    return `${i} ${letters.repeat(40)}`.slice(0, 1024);
+  };
+  try {
+    const { pageId, queuedAtClose } = await page.evaluate(async ({ signal, count, source }) => {
+      const make = new Function(`return ${source}`)();
+      const { Transport } = await import("miaou-transport");
+      const t = await Transport.connect({ signal, room: "burst-close-small" });
+      const peer = await new Promise((resolve) => t.onPeer((e) => e.type === "connected" && resolve(e.peerId)));
+      const channel = window.dataChannels.at(-1);
+      for (let i = 0; i < count; i++) await t.send(peer, make(i));
+      const queuedAtClose = channel.bufferedAmount; // bytes still in Chromium's buffer
+      await t.close(); // right after the last send
+      return { pageId: t.peerId, queuedAtClose };
+    }, { signal: bridge.ws, count, source: message.toString() });
+    // close() resolved: FIN_ACK came back, so everything was delivered; only printing is left.
+    await waitFor(() => node.lines.length >= count, "every message at the native side", 15_000)
+      .catch((e) => { throw new Error(`${e.message}: got ${node.lines.length}; stderr:\n${node.stderr.slice(-2000)}`); });
+    await new Promise((r) => setTimeout(r, 200)); // and nothing more
+    assert.equal(node.lines.length, count);
+    const wrong = node.lines.findIndex((line, i) => line !== `${pageId} ${message(i)}`);
+    assert.equal(wrong, -1, `line ${wrong} is ${JSON.stringify(node.lines[wrong]?.slice(0, 80))}`);
+    assert.ok(queuedAtClose > 0, "close() ran while messages were still buffered");
   } finally {
     node.endInput();
     node.kill();
@@ -164,5 +195,43 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
     assert.deepEqual(page.uncaught.map(String), []);
   } finally {
     await page.close();
+  }
+});
+
+test("connectTimeoutMs beyond 2^31 - 1 ms is waited, not treated as 0 by setTimeout", async () => {
+  // A server that accepts TCP and never answers the WebSocket handshake: only the timeout can
+  // end connect(). Browsers fire a setTimeout above 2^31 - 1 ms at once, so such a timeout
+  // must be waited in steps (src/wasm/mod.rs), or connect() would fail immediately.
+  const sockets = new Set();
+  const silent = createServer((socket) => { sockets.add(socket); socket.on("error", () => {}); });
+  silent.listen(0, "127.0.0.1");
+  await once(silent, "listening");
+  const signal = `ws://127.0.0.1:${silent.address().port}/ws`;
+  const page = await openChat(browser, bridge.http, "long-timeout-ui");
+  try {
+    const outcome = await page.evaluate(async (signal) => {
+      const { Transport } = await import("miaou-transport");
+      const settle = (ms, timeout) => Promise.race([
+        Transport.connect({ signal, room: "r", connectTimeoutMs: timeout })
+          .then(() => "resolved", (e) => `${e.name}: ${e.message}`),
+        new Promise((resolve) => setTimeout(() => resolve("pending"), ms)),
+      ]);
+      const started = performance.now();
+      const short = await settle(5000, 300);
+      const shortMs = performance.now() - started;
+      const timeouts = [2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32 + 10, 30 * 24 * 3600 * 1000];
+      const long = await Promise.all(timeouts.map((ms) => settle(1500, ms)));
+      return { short, shortMs, long: Object.fromEntries(timeouts.map((ms, i) => [ms, long[i]])) };
+    }, signal);
+    // The silent server makes connect() time out, after its timeout and not before.
+    assert.match(outcome.short, /^MiaouError: timed out after 300 ms/);
+    assert.ok(outcome.shortMs >= 290, `timed out after ${outcome.shortMs} ms`);
+    assert.deepEqual(outcome.long, {
+      2147483647: "pending", 2147483648: "pending", 4294967295: "pending", 4294967306: "pending", 2592000000: "pending",
+    });
+  } finally {
+    await page.close();
+    for (const socket of sockets) socket.destroy();
+    silent.close();
   }
 });
