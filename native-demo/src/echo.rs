@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use miaou_transport::TransportConfig;
+use miaou_transport::{Event, TransportConfig};
 
 #[derive(Args)]
 pub struct EchoArgs {
@@ -57,7 +57,14 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 if let Some(error) = crate::room::fatal(&event) {
                     return Err(error);
                 }
-                tracing::info!("{event:?}");
+                match &event {
+                    // What the stack negotiated (the offerer's choice when we answered).
+                    Event::PeerConnected(peer) => match transport.channel_info(peer) {
+                        Ok(info) => tracing::info!(%peer, kind = ?info.kind, ordered = info.ordered, max_retransmits = ?info.max_retransmits, max_frame_size = info.max_frame_size, "channel open"),
+                        Err(e) => tracing::info!(%peer, "channel open ({e})"),
+                    },
+                    _ => tracing::info!("{event:?}"),
+                }
             }
             _ = &mut stdin_closed => break,
             _ = tokio::signal::ctrl_c() => break,

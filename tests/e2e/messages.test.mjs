@@ -26,6 +26,10 @@ function roundTrips(page, room, channel, specs) {
     const { Transport } = await import("miaou-transport");
     const t = await Transport.connect({ signal, room, channel });
     const peer = await new Promise((resolve) => t.onPeer((e) => e.type === "connected" && resolve(e.peerId)));
+    const info = t.channelInfo(peer);
+    // Backpressure: while sending, sample bufferedAmount (send pauses above 1 MiB).
+    let maxBuffered = 0;
+    const sampler = setInterval(() => { maxBuffered = Math.max(maxBuffered, t.bufferedAmount(peer)); }, 1);
     const inbox = [];
     let wake = () => {};
     t.onMessage((from, data) => { inbox.push({ from, data }); wake(); });
@@ -47,8 +51,9 @@ function roundTrips(page, room, channel, specs) {
         : echo.data instanceof Uint8Array && echo.data.length === payload.length && echo.data.every((b, i) => b === payload[i]);
       results.push({ size: spec.bytes ?? spec.text.length, same, from: echo.from === peer });
     }
+    clearInterval(sampler);
     await t.close();
-    return results;
+    return { results, info, maxBuffered };
   }, { signal: bridge.ws, room, channel, specs });
 }
 
@@ -56,7 +61,16 @@ test("300 KiB and 8 MiB single messages browser -> native -> browser", async () 
   const echo = await startEcho(bridge.ws, "big-messages");
   const page = await openChat(browser, bridge.http, "big-messages-ui");
   try {
-    const results = await roundTrips(page, "big-messages", "reliable", [{ bytes: 300 * 1024 }, { bytes: 8 * 1024 * 1024 }, { text: "done ✓" }]);
+    const { results, info, maxBuffered } = await roundTrips(page, "big-messages", "reliable", [{ bytes: 300 * 1024 }, { bytes: 8 * 1024 * 1024 }, { text: "done ✓" }]);
+    // Without backpressure the browser would buffer the whole 8 MiB message at once.
+    assert.ok(maxBuffered > 0 && maxBuffered <= 1024 * 1024 + 16 * 1024, `bufferedAmount peaked at ${maxBuffered}`);
+    // The tab's channel, read off RTCDataChannel; the native side (it answered) reads the
+    // same parameters from the offer's DATA_CHANNEL_OPEN.
+    assert.deepEqual(info, {
+      label: "miaou-reliable", kind: "reliable", ordered: true, maxRetransmits: null,
+      maxPacketLifeTime: null, maxFrameSize: 16384, remoteMaxMessageSize: 65535,
+    });
+    assert.match(echo.stderr, /channel open .*kind=Reliable ordered=true max_retransmits=None/);
     assert.deepEqual(results, [
       { size: 300 * 1024, same: true, from: true },
       { size: 8 * 1024 * 1024, same: true, from: true },
@@ -74,11 +88,13 @@ test("unreliable channel (unordered, maxRetransmits 0) between browser and nativ
   const page = await openChat(browser, bridge.http, "unreliable-ui");
   try {
     const specs = [...Array.from({ length: 50 }, (_, i) => ({ text: `u${i}` })), { bytes: 100_000 }];
-    const results = await roundTrips(page, "unreliable", "unreliable", specs);
+    const { results, info } = await roundTrips(page, "unreliable", "unreliable", specs);
     // Loopback loses nothing; each message is awaited before the next, so order holds too.
     assert.equal(results.length, 51);
     assert.ok(results.every((r) => r.same && r.from), JSON.stringify(results.filter((r) => !r.same)));
-    assert.match(echo.stderr, /using the offerer's channel kind|echoing/);
+    assert.deepEqual([info.kind, info.ordered, info.maxRetransmits], ["unreliable", false, 0]);
+    // The native side answered: it follows the tab's DATA_CHANNEL_OPEN (unordered, 0 rtx).
+    assert.match(echo.stderr, /channel open .*kind=Unreliable ordered=false max_retransmits=Some\(0\)/);
   } finally {
     echo.stop();
     await page.close();

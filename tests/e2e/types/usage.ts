@@ -2,7 +2,7 @@
 // pkg/miaou_transport.d.ts, imported by package name as a user would. Every public method and
 // option appears once; each `@ts-expect-error` line is a misuse the types must refuse (tsc
 // fails on an expect-error line that compiles, so types that turned into `any` fail the test).
-import init, { Transport, type TransportOptions, type PeerEvent, type CandidatePair } from "miaou-transport";
+import init, { Transport, type TransportOptions, type PeerEvent, type CandidatePair, type ChannelInfo } from "miaou-transport";
 
 export async function demo(): Promise<void> {
   await init();
@@ -40,6 +40,11 @@ export async function demo(): Promise<void> {
     const pair: CandidatePair = await t.selectedCandidatePair(peer);
     const local: "host" | "srflx" | "prflx" | "relay" = pair.local.candidateType;
     console.log(local, pair.remote.address, pair.remote.port, pair.remote.protocol);
+    const info: ChannelInfo = t.channelInfo(peer);
+    const kind: "reliable" | "unreliable" = info.kind;
+    const rtx: number | null = info.maxRetransmits;
+    const buffered: number = t.bufferedAmount(peer);
+    console.log(kind, rtx, info.label, info.ordered, info.maxPacketLifeTime, info.maxFrameSize, info.remoteMaxMessageSize, buffered);
   }
   await t.broadcast("to everyone");
   await t.broadcast(new Uint8Array(4));
@@ -68,5 +73,7 @@ export async function demo(): Promise<void> {
   t.onMessage((peerId: number) => console.log(peerId));
   // @ts-expect-error a Transport comes from Transport.connect; the constructor takes no options
   new Transport(options);
+  // @ts-expect-error channelInfo answers at once: it is not a Promise
+  await t.channelInfo("peer").then(() => {});
   console.log(nothing, count);
 }
