@@ -38,6 +38,34 @@ impl IceServer {
         }
     }
 
+    /// The TURN server of a bridge's `welcome` (`turn_credentials_from_bridge`), keeping only
+    /// the URLs `support` can use — a bridge may also hand out `turns:` URLs for browsers —
+    /// unless none is left, in which case all are kept so that validation names the problem.
+    /// Returns the server and the refusal of each URL left out.
+    pub(crate) fn from_bridge(
+        urls: Vec<String>,
+        username: String,
+        credential: String,
+        support: IceUrlSupport,
+    ) -> (IceServer, Vec<String>) {
+        let (usable, unusable): (Vec<String>, Vec<String>) = urls
+            .iter()
+            .cloned()
+            .partition(|url| support.refusal(url).is_none());
+        let (urls, skipped) = if usable.is_empty() {
+            (urls, Vec::new())
+        } else {
+            let why = unusable.iter().filter_map(|url| support.refusal(url));
+            (usable, why.collect())
+        };
+        let server = IceServer {
+            urls,
+            username,
+            credential,
+        };
+        (server, skipped)
+    }
+
     /// The `turn:` / `turns:` URLs among `urls`.
     pub fn turn_urls(&self) -> impl Iterator<Item = &str> {
         self.urls
@@ -258,8 +286,16 @@ impl TransportConfig {
         }
     }
 
-    /// Checks every field; [`Error::Config`] names the first bad one.
+    /// Checks every field; [`Error::Config`] names the first bad one. ICE server URLs must
+    /// also be usable by this build's backend: natively (webrtc-rs 0.17) `stun:` and `turn:`
+    /// over UDP only, so `stuns:`, `turns:` and `?transport=tcp` are refused; browsers take all
+    /// four schemes and both transports.
     pub fn validate(&self) -> Result<()> {
+        self.validate_for(crate::backend::ICE_URL_SUPPORT)
+    }
+
+    /// [`TransportConfig::validate`] with the ICE URL rule of a given backend.
+    pub(crate) fn validate_for(&self, ice_urls: IceUrlSupport) -> Result<()> {
         let url = &self.signaling_url;
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err(Error::Config(format!(
@@ -301,7 +337,7 @@ impl TransportConfig {
                 return Err(Error::Config("an ICE server has no URL".into()));
             }
             for url in &server.urls {
-                validate_ice_url(url).map_err(Error::Config)?;
+                validate_ice_url(url, ice_urls).map_err(Error::Config)?;
             }
             if server.turn_urls().next().is_some()
                 && (server.username.is_empty() || server.credential.is_empty())
@@ -351,9 +387,48 @@ impl TransportConfig {
     }
 }
 
+/// Which ICE server URLs a backend can use beyond the syntax of RFC 7064 / 7065. Each backend
+/// module gives its own as `ICE_URL_SUPPORT` (the seam in `lib.rs`); the check itself is shared
+/// ([`TransportConfig::validate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Each build constructs only its own backend's variant.
+#[allow(dead_code)]
+pub(crate) enum IceUrlSupport {
+    /// Every scheme and transport (browsers).
+    All,
+    /// `stun:` and `turn:` over UDP only: `stuns:`, `turns:` (TLS, DTLS) and `?transport=tcp`
+    /// are refused. `why` says which backend and why, for the error.
+    UdpOnly {
+        /// E.g. "the native backend (webrtc-rs 0.17) reaches STUN and TURN servers over
+        /// plain UDP only".
+        why: &'static str,
+    },
+}
+
+impl IceUrlSupport {
+    /// Why this backend cannot use `url`, already checked for syntax; `None` if it can.
+    pub(crate) fn refusal(self, url: &str) -> Option<String> {
+        let IceUrlSupport::UdpOnly { why } = self else {
+            return None;
+        };
+        let what = if url.starts_with("turns:") || url.starts_with("stuns:") {
+            "is over TLS (turns: / stuns:)"
+        } else if url.ends_with("?transport=tcp") {
+            "asks for TCP (?transport=tcp)"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "ICE server URL {url:?} {what}, but {why}: use stun:HOST[:PORT] or turn:HOST[:PORT] \
+             (optionally ?transport=udp)"
+        ))
+    }
+}
+
 /// Checks an ICE server URL against RFC 7064 (`stun:`, `stuns:`) and RFC 7065 (`turn:`,
-/// `turns:`): `scheme:host[:port][?transport=udp|tcp]`, `transport` only for TURN.
-fn validate_ice_url(url: &str) -> std::result::Result<(), String> {
+/// `turns:`): `scheme:host[:port][?transport=udp|tcp]`, `transport` only for TURN; then
+/// against what the backend can use (`support`).
+fn validate_ice_url(url: &str, support: IceUrlSupport) -> std::result::Result<(), String> {
     let bad = |why: &str| Err(format!("ICE server URL {url:?} {why}"));
     let Some((scheme, rest)) = url.split_once(':') else {
         return bad("must start with stun:, stuns:, turn: or turns:");
@@ -397,7 +472,7 @@ fn validate_ice_url(url: &str) -> std::result::Result<(), String> {
             return bad("has a port that is not a number from 1 to 65535");
         }
     }
-    Ok(())
+    support.refusal(url).map_or(Ok(()), Err)
 }
 
 /// Builder for [`TransportConfig`].
@@ -568,13 +643,92 @@ mod tests {
         }
     }
 
+    /// A configuration with one ICE server at `url`, checked with the browser's rule (every
+    /// scheme and transport), which leaves the syntax alone to decide.
+    fn with_url(url: &str) -> Result<()> {
+        let mut config = TransportConfig::builder("ws://h/ws", "r").config;
+        config.ice_servers.push(IceServer::turn(url, "u", "c"));
+        config.validate_for(IceUrlSupport::All)
+    }
+
+    #[test]
+    fn udp_only_backends_refuse_tls_and_tcp_urls_naming_the_url_and_why() {
+        let udp_only = IceUrlSupport::UdpOnly {
+            why: "this backend speaks UDP only",
+        };
+        let check = |url: &str| {
+            let mut config = TransportConfig::builder("ws://h/ws", "r").config;
+            config.ice_servers.push(IceServer::turn(url, "u", "c"));
+            config.validate_for(udp_only)
+        };
+        for url in [
+            "turns:relay.example:5349",
+            "turns:relay.example:5349?transport=tcp",
+            "turns:relay.example?transport=udp",
+            "stuns:stun.example:5349",
+        ] {
+            let err = check(url).unwrap_err();
+            let Error::Config(text) = &err else {
+                panic!("{url}: {err:?}")
+            };
+            assert!(text.contains(&format!("{url:?}")), "{text}");
+            assert!(text.contains("is over TLS (turns: / stuns:)"), "{text}");
+            assert!(text.contains("this backend speaks UDP only"), "{text}");
+            assert!(with_url(url).is_ok(), "browsers take {url}");
+        }
+        let err = check("turn:198.18.0.1:3478?transport=tcp").unwrap_err();
+        assert!(
+            err.to_string().contains("asks for TCP (?transport=tcp)"),
+            "{err}"
+        );
+        for url in [
+            "stun:198.18.0.1:3478",
+            "turn:198.18.0.1:3478",
+            "turn:198.18.0.1:3478?transport=udp",
+            "turn:[2001:db8::1]:3478",
+        ] {
+            assert!(check(url).is_ok(), "{url}");
+        }
+        // Syntax errors are reported as such, whatever the backend.
+        let err = check("turns:").unwrap_err();
+        assert!(err.to_string().contains("needs a host"), "{err}");
+    }
+
+    #[test]
+    fn bridge_turn_urls_this_backend_cannot_use_are_skipped_unless_none_is_left() {
+        let udp_only = IceUrlSupport::UdpOnly { why: "UDP only" };
+        let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let both = urls(&["turn:198.18.0.1:3478", "turns:198.18.0.1:5349"]);
+        let (server, skipped) =
+            IceServer::from_bridge(both.clone(), "u".into(), "c".into(), udp_only);
+        assert_eq!(server.urls, urls(&["turn:198.18.0.1:3478"]));
+        assert_eq!(
+            (server.username.as_str(), server.credential.as_str()),
+            ("u", "c")
+        );
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].contains("\"turns:198.18.0.1:5349\" is over TLS"),
+            "{skipped:?}"
+        );
+        // Browsers keep both.
+        let (server, skipped) =
+            IceServer::from_bridge(both.clone(), "u".into(), "c".into(), IceUrlSupport::All);
+        assert_eq!((server.urls, skipped), (both, vec![]));
+        // Nothing usable: all kept, and validation says why.
+        let tls = urls(&["turns:198.18.0.1:5349"]);
+        let (server, skipped) =
+            IceServer::from_bridge(tls.clone(), "u".into(), "c".into(), udp_only);
+        assert_eq!((server.urls.clone(), skipped), (tls, vec![]));
+        let mut config = TransportConfig::builder("ws://h/ws", "r").config;
+        config.ice_servers.push(server);
+        let err = config.validate_for(udp_only).unwrap_err();
+        assert!(err.to_string().contains("is over TLS"), "{err}");
+    }
+
     #[test]
     fn ice_server_urls_need_a_stun_or_turn_scheme() {
-        let with = |url: &str| {
-            TransportConfig::builder("ws://h/ws", "r")
-                .ice_server(IceServer::turn(url, "u", "c"))
-                .build()
-        };
+        let with = with_url;
         assert!(with("stun:198.18.0.1:3478").is_ok());
         assert!(with("stun:198.18.0.1").is_ok());
         assert!(with("turns:relay.example:5349?transport=tcp").is_ok());

@@ -51,8 +51,9 @@ pub use transport::Transport;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-// The one seam: each backend module offers the same functions and types
-// (`spawn`, `sleep_ms`, `connect_signaling`, `RtcPeer`, `RtcChannel`).
+// The one seam: each backend module offers the same functions, types and rules
+// (`spawn`, `sleep_ms`, `now_ms`, `connect_signaling`, `RtcPeer`, `RtcChannel`,
+// `ICE_URL_SUPPORT`).
 cfg_if::cfg_if! {
     if #[cfg(target_arch = "wasm32")] {
         mod wasm;

@@ -85,11 +85,16 @@ impl Transport {
                     config.signaling_url
                 )));
             };
-            config.ice_servers.push(IceServer {
-                urls: turn.urls,
-                username: turn.username,
-                credential: turn.credential,
-            });
+            let (server, skipped) = IceServer::from_bridge(
+                turn.urls,
+                turn.username,
+                turn.credential,
+                backend::ICE_URL_SUPPORT,
+            );
+            for why in skipped {
+                tracing::info!("TURN URL from the bridge skipped: {why}");
+            }
+            config.ice_servers.push(server);
             config.validate()?;
         }
         let (message_tx, messages) = async_channel::bounded(config.receive_queue_messages);

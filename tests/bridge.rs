@@ -1,11 +1,14 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! Integration tests of the signaling bridge: real WebSocket clients (tokio-tungstenite) and raw
-//! HTTP requests against `serve()` on 127.0.0.1 with a free port. Loopback only.
+//! Integration tests of the signaling bridge: real WebSocket clients (tokio-tungstenite), raw
+//! TCP clients writing hand-made WebSocket frames, and raw HTTP requests against `serve()` on
+//! 127.0.0.1 with a free port. Loopback only. Refused input must get its reply AND a log line:
+//! the tests capture the bridge's log ([`Logs`]) and check both.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -27,6 +30,74 @@ const PROMPT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The bridge's log lines (INFO and above, as `native-demo serve` shows them by default),
+/// captured while the guard of [`Logs::capture`] lives. The capture is the thread's default
+/// subscriber: a `#[tokio::test]` runtime runs the bridge's tasks on the test's own thread, so
+/// each test sees the lines of its own bridge only.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+/// One write of the formatter into [`Logs`].
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter(Arc::clone(&self.0))
+    }
+}
+
+impl Logs {
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// The captured lines that contain every one of `parts`.
+    fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|line| parts.iter().all(|part| line.contains(part)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Asserts that exactly `count` captured lines contain every one of `parts`. The bridge
+    /// logs before it queues the reply, so once the client saw the reply the line is there.
+    fn expect(&self, count: usize, parts: &[&str]) {
+        let found = self.lines_with(parts);
+        assert_eq!(
+            found.len(),
+            count,
+            "log lines with {parts:?}: {found:#?}\nwhole log:\n{}",
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+        );
+    }
+
+    /// Asserts the log line of `n` refused client messages with error `code`.
+    fn expect_rejected(&self, n: usize, code: ErrorCode) {
+        let code = format!("code={}", code.as_str());
+        self.expect(n, &["rejected client message", &code]);
+    }
+}
 
 async fn start_with(
     max_peers_per_room: usize,
@@ -246,6 +317,47 @@ async fn leave_tells_the_room_and_closes_the_connection() {
 }
 
 #[tokio::test]
+async fn input_after_leave_has_no_effect_and_is_logged_and_the_close_is_the_answer() {
+    let (logs, _capture) = Logs::capture();
+    let bridge = start().await;
+    let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
+    let (mut b, b_id, _) = Client::join(&bridge, "lobby").await;
+    a.recv().await; // peer-joined
+                    // In one write: `leave`, then a signal, a join and a binary frame the bridge reads before
+                    // the client could even see its close frame.
+    for m in [
+        ClientMessage::Leave,
+        signal(&a_id, offer("after leave")),
+        join_msg("lobby"),
+    ] {
+        b.ws.feed(Message::text(m.to_json())).await.expect("feed");
+    }
+    b.ws.feed(Message::binary(vec![1u8])).await.expect("feed");
+    b.ws.flush().await.expect("flush");
+    // Nothing can follow a close frame: b gets the close 1000 and no error, no welcome.
+    b.expect_close(1000).await;
+    // The room heard b leave once; the signal was not relayed, the join did not bring b back.
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
+    a.expect_quiet().await;
+    let (_c, _, peers) = Client::join(&bridge, "lobby").await;
+    assert_eq!(peers, vec![a_id]);
+    logs.expect(
+        2,
+        &[
+            "client message ignored: the connection is closing",
+            "close_reason=left",
+        ],
+    );
+    logs.expect(
+        1,
+        &[
+            "client binary frame ignored: the connection is closing",
+            "close_reason=left",
+        ],
+    );
+}
+
+#[tokio::test]
 async fn offer_answer_and_candidates_are_relayed_with_from_set_by_the_bridge() {
     let bridge = start().await;
     let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
@@ -325,10 +437,12 @@ async fn offer_answer_and_candidates_are_relayed_with_from_set_by_the_bridge() {
 
 #[tokio::test]
 async fn signal_to_an_unknown_peer_is_rejected() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
     a.send(&signal(&PeerId::from("nobody"), offer("x"))).await;
     a.expect_error(ErrorCode::UnknownPeer).await;
+    logs.expect_rejected(1, ErrorCode::UnknownPeer);
     // The connection stays usable.
     let (_b, b_id, _) = Client::join(&bridge, "lobby").await;
     a.recv().await; // peer-joined
@@ -338,6 +452,7 @@ async fn signal_to_an_unknown_peer_is_rejected() {
 
 #[tokio::test]
 async fn signal_or_leave_before_join_is_not_joined() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let (_a, a_id, _) = Client::join(&bridge, "lobby").await;
     let mut c = Client::connect(&bridge).await;
@@ -345,10 +460,12 @@ async fn signal_or_leave_before_join_is_not_joined() {
     c.expect_error(ErrorCode::NotJoined).await;
     c.send(&ClientMessage::Leave).await;
     c.expect_error(ErrorCode::NotJoined).await;
+    logs.expect_rejected(2, ErrorCode::NotJoined);
 }
 
 #[tokio::test]
 async fn second_join_is_already_joined() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
     a.send(&ClientMessage::Join {
@@ -357,10 +474,12 @@ async fn second_join_is_already_joined() {
     })
     .await;
     a.expect_error(ErrorCode::AlreadyJoined).await;
+    logs.expect_rejected(1, ErrorCode::AlreadyJoined);
 }
 
 #[tokio::test]
 async fn bad_json_is_answered_and_the_connection_survives() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let mut c = Client::connect(&bridge).await;
     for text in [
@@ -373,6 +492,7 @@ async fn bad_json_is_answered_and_the_connection_survives() {
         c.send_text(text.into()).await;
         c.expect_error(ErrorCode::BadJson).await;
     }
+    logs.expect_rejected(5, ErrorCode::BadJson);
     c.send(&ClientMessage::Join {
         v: PROTOCOL_VERSION,
         room: "lobby".into(),
@@ -383,6 +503,7 @@ async fn bad_json_is_answered_and_the_connection_survives() {
 
 #[tokio::test]
 async fn other_protocol_versions_are_rejected() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let mut c = Client::connect(&bridge).await;
     c.send(&ClientMessage::Join {
@@ -391,6 +512,7 @@ async fn other_protocol_versions_are_rejected() {
     })
     .await;
     c.expect_error(ErrorCode::BadVersion).await;
+    logs.expect_rejected(1, ErrorCode::BadVersion);
     c.send(&ClientMessage::Join {
         v: PROTOCOL_VERSION,
         room: "lobby".into(),
@@ -401,6 +523,7 @@ async fn other_protocol_versions_are_rejected() {
 
 #[tokio::test]
 async fn invalid_room_names_are_rejected() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let mut c = Client::connect(&bridge).await;
     for room in [String::new(), "x".repeat(65), "a\u{7}b".into()] {
@@ -411,10 +534,12 @@ async fn invalid_room_names_are_rejected() {
         .await;
         c.expect_error(ErrorCode::BadRoom).await;
     }
+    logs.expect_rejected(3, ErrorCode::BadRoom);
 }
 
 #[tokio::test]
 async fn full_room_is_rejected() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start_with(2, None, None).await;
     let (_a, _, _) = Client::join(&bridge, "small").await;
     let (_b, _, _) = Client::join(&bridge, "small").await;
@@ -425,10 +550,12 @@ async fn full_room_is_rejected() {
     })
     .await;
     c.expect_error(ErrorCode::RoomFull).await;
+    logs.expect_rejected(1, ErrorCode::RoomFull);
 }
 
 #[tokio::test]
 async fn slightly_oversized_message_gets_too_large_and_the_connection_survives() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
     let (mut b, _, _) = Client::join(&bridge, "lobby").await;
@@ -437,6 +564,7 @@ async fn slightly_oversized_message_gets_too_large_and_the_connection_survives()
     assert!(big.len() > MAX_MESSAGE_BYTES);
     b.send_text(big).await;
     b.expect_error(ErrorCode::TooLarge).await;
+    logs.expect_rejected(1, ErrorCode::TooLarge);
     a.expect_quiet().await;
     // Still served.
     b.send(&signal(&a_id, offer("small"))).await;
@@ -445,28 +573,26 @@ async fn slightly_oversized_message_gets_too_large_and_the_connection_survives()
 
 #[tokio::test]
 async fn huge_message_is_refused_and_the_bridge_keeps_serving() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let (mut a, a_id, _) = Client::join(&bridge, "lobby").await;
     let (mut b, b_id, _) = Client::join(&bridge, "lobby").await;
     a.recv().await; // peer-joined
-    let huge = signal(&a_id, offer(&"x".repeat(1024 * 1024))).to_json();
-    // The bridge may reset the socket before the client finished writing; that is a refusal too.
+                    // 16 MiB: more than the loopback socket buffers hold, so the client is still writing when
+                    // the bridge refuses the message and, after its close grace, drops the connection (the
+                    // send then fails, which is expected). The refusal must reach the client all the same.
+    let huge = signal(&a_id, offer(&"x".repeat(16 * 1024 * 1024))).to_json();
     let _ = b.ws.send(Message::text(huge)).await;
-    let mut refused = false;
-    while let Some(seen) = b.next(PROMPT).await {
-        match seen {
-            Seen::Msg(ServerMessage::Error {
-                code: ErrorCode::TooLarge,
-                ..
-            }) => refused = true,
-            Seen::Closed(_) | Seen::Ended => {
-                refused = true;
-                break;
-            }
-            Seen::Msg(other) => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!(refused, "no too-large error and no close within {PROMPT:?}");
+    b.expect_error(ErrorCode::TooLarge).await;
+    b.expect_close(1009).await;
+    logs.expect(
+        1,
+        &[
+            "rejected client message",
+            "code=too-large",
+            "close_code=1009",
+        ],
+    );
     // The other peer hears that the sender is gone, received nothing else, and the bridge
     // still serves new clients in that room.
     assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer_id: b_id });
@@ -477,12 +603,14 @@ async fn huge_message_is_refused_and_the_bridge_keeps_serving() {
 
 #[tokio::test]
 async fn binary_frames_are_rejected() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start().await;
     let (mut a, _, _) = Client::join(&bridge, "lobby").await;
     a.ws.send(Message::binary(vec![1u8, 2, 3]))
         .await
         .expect("send binary");
     a.expect_error(ErrorCode::BinaryFrame).await;
+    logs.expect_rejected(1, ErrorCode::BinaryFrame);
     // Still joined: a newcomer lists it.
     let (_b, _, peers) = Client::join(&bridge, "lobby").await;
     assert_eq!(peers.len(), 1);
@@ -820,6 +948,7 @@ fn default_limits_are_the_documented_ones() {
 
 #[tokio::test]
 async fn messages_over_the_rate_limit_are_dropped_and_answered_rate_limited() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start_config(|c| {
         c.rate_limit = RateLimit {
             burst: 5,
@@ -852,6 +981,11 @@ async fn messages_over_the_rate_limit_are_dropped_and_answered_rate_limited() {
     assert!(
         errors.iter().all(|e| is_error(e, ErrorCode::RateLimited)),
         "{errors:?}"
+    );
+    // One line per episode, not per dropped message: a flood must not flood the log too.
+    logs.expect(
+        1,
+        &["client over its message rate limit", "code=rate-limited"],
     );
     // A dropped message has no effect: a dropped `leave` leaves b in the room.
     b.send(&ClientMessage::Leave).await;
@@ -904,6 +1038,7 @@ async fn the_rate_limit_refills_at_the_sustained_rate_up_to_the_burst() {
 
 #[tokio::test]
 async fn a_client_far_over_the_rate_limit_is_disconnected() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start_config(|c| {
         c.rate_limit = RateLimit {
             burst: 5,
@@ -931,6 +1066,14 @@ async fn a_client_far_over_the_rate_limit_is_disconnected() {
     };
     assert_eq!(errors, 11);
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1008));
+    logs.expect(
+        1,
+        &[
+            "client far over its message rate limit; disconnecting",
+            "code=rate-limited",
+            "close_code=1008",
+        ],
+    );
     for i in 0..4 {
         assert_eq!(
             a.recv().await,
@@ -1018,6 +1161,7 @@ async fn a_room_of_50_joining_with_trickle_ice_never_trips_the_default_rate_limi
 
 #[tokio::test]
 async fn connections_past_the_limit_get_server_full_and_a_close() {
+    let (logs, _capture) = Logs::capture();
     let bridge = start_config(|c| c.max_connections = 2).await;
     // Not joined yet, but it holds a connection slot all the same.
     let mut idle = Client::connect(&bridge).await;
@@ -1027,6 +1171,15 @@ async fn connections_past_the_limit_get_server_full_and_a_close() {
         refused.expect_error(ErrorCode::ServerFull).await;
         refused.expect_close(1013).await;
     }
+    // Said once per episode of refusals (the second refusal only at debug level).
+    logs.expect(
+        1,
+        &[
+            "connection limit reached",
+            "code=server-full",
+            "close_code=1013",
+        ],
+    );
     // Once a connection ends, its slot serves the next client.
     idle.ws.close(None).await.expect("close");
     while let Some(Seen::Msg(_)) = idle.next(PROMPT).await {}
@@ -1050,6 +1203,7 @@ async fn connections_past_the_limit_get_server_full_and_a_close() {
 
 #[tokio::test]
 async fn a_connection_that_does_not_join_in_time_is_closed() {
+    let (logs, _capture) = Logs::capture();
     let timeout = Duration::from_millis(300);
     let bridge = start_config(|c| c.join_timeout = timeout).await;
     let opened = tokio::time::Instant::now();
@@ -1062,6 +1216,14 @@ async fn a_connection_that_does_not_join_in_time_is_closed() {
         "closed after {elapsed:?}"
     );
     silent.expect_close(1008).await;
+    logs.expect(
+        1,
+        &[
+            "no valid join within the join timeout",
+            "code=join-timeout",
+            "close_code=1008",
+        ],
+    );
     // A client that joined in time is not affected, long after the timeout.
     tokio::time::sleep(timeout * 2).await;
     joined.expect_quiet().await;
@@ -1151,4 +1313,230 @@ async fn unresponsive_connections_are_dropped_and_their_room_told() {
         Some(Seen::Ended) => {}
         other => panic!("expected the socket to be dropped, got {other:?}"),
     }
+}
+
+// ---- WebSocket protocol violations, with hand-written frames ----
+
+/// A WebSocket client on a raw TCP stream, writing frames byte by byte so it can break RFC 6455
+/// on purpose (which tungstenite, as a client, refuses to do).
+struct RawClient {
+    tcp: TcpStream,
+    /// Bytes read but not parsed yet.
+    buf: Vec<u8>,
+}
+
+/// FIN bit of the first frame byte (RFC 6455 §5.2).
+const FIN: u8 = 0x80;
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+
+impl RawClient {
+    /// Opens `/ws` with a hand-written upgrade request.
+    async fn connect(bridge: &Bridge) -> RawClient {
+        let addr = bridge.local_addr();
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut client = RawClient {
+            tcp,
+            buf: Vec::new(),
+        };
+        let end = loop {
+            if let Some(at) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            assert!(
+                client.fill().await,
+                "connection closed during the handshake"
+            );
+        };
+        let head = String::from_utf8_lossy(&client.buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        client.buf.drain(..end);
+        client
+    }
+
+    /// Reads more bytes; `false` at end of stream or on an error (a reset).
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(PROMPT, self.tcp.read(&mut chunk)).await {
+            Ok(Ok(n @ 1..)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Ok(_) => false,
+            Err(_) => panic!("nothing from the bridge within {PROMPT:?}"),
+        }
+    }
+
+    /// Writes one frame: `first` is the FIN/RSV/opcode byte; masked with a fixed key unless
+    /// `masked` is false (client frames must be masked, §5.3). Payloads under 126 bytes.
+    async fn frame(&mut self, first: u8, payload: &[u8], masked: bool) {
+        assert!(payload.len() < 126);
+        let mut bytes = vec![first];
+        if masked {
+            let key = [0x37, 0xfa, 0x21, 0x3d];
+            bytes.push(0x80 | payload.len() as u8);
+            bytes.extend_from_slice(&key);
+            bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            bytes.push(payload.len() as u8);
+            bytes.extend_from_slice(payload);
+        }
+        self.tcp.write_all(&bytes).await.expect("write frame");
+    }
+
+    /// The next frame from the bridge (unmasked, §5.1): opcode and payload; `None` if the
+    /// connection ended first.
+    async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let (len, header) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut n = [0u8; 8];
+                        n.copy_from_slice(&self.buf[2..10]);
+                        (u64::from_be_bytes(n) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if header > 0 && self.buf.len() >= header + len {
+                    let opcode = self.buf[0] & 0x0f;
+                    let payload = self.buf[header..header + len].to_vec();
+                    self.buf.drain(..header + len);
+                    return Some((opcode, payload));
+                }
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// Joins `room` and waits for the welcome.
+    async fn join(&mut self, room: &str) {
+        self.frame(FIN | OP_TEXT, join_msg(room).to_json().as_bytes(), true)
+            .await;
+        match self.next_frame().await {
+            Some((OP_TEXT, text)) => assert!(
+                matches!(
+                    ServerMessage::parse(&String::from_utf8_lossy(&text)),
+                    Ok(ServerMessage::Welcome { .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(&text)
+            ),
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    /// The code of the close frame the bridge sends next, skipping pings; panics if anything
+    /// else arrives or the connection ends without a close frame.
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            match self.next_frame().await {
+                Some((OP_PING, _)) => continue,
+                Some((OP_CLOSE, payload)) if payload.len() >= 2 => {
+                    return u16::from_be_bytes([payload[0], payload[1]])
+                }
+                other => panic!("expected a close frame with a code, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// What is wrong, the frames (first byte, payload, masked) that do it, the close code due.
+type ViolationCase = (&'static str, Vec<(u8, &'static [u8], bool)>, u16);
+
+#[tokio::test]
+async fn protocol_violations_fail_the_connection_with_a_close_code_and_a_log_line() {
+    let (logs, _capture) = Logs::capture();
+    let bridge = start().await;
+    let (mut a, _, _) = Client::join(&bridge, "lobby").await;
+    let text = FIN | OP_TEXT;
+    let cases: Vec<ViolationCase> = vec![
+        ("invalid UTF-8", vec![(text, b"ok \xff\xfe", true)], 1007),
+        (
+            "invalid UTF-8 across fragments",
+            vec![
+                (OP_TEXT, b"\xe2\x82", true),
+                (FIN | OP_CONTINUATION, b"(", true),
+            ],
+            1007,
+        ),
+        (
+            "reserved data opcode 0x3",
+            vec![(FIN | 0x3, b"x", true)],
+            1002,
+        ),
+        (
+            "reserved control opcode 0xB",
+            vec![(FIN | 0xB, b"", true)],
+            1002,
+        ),
+        ("unmasked client frame", vec![(text, b"{}", false)], 1002),
+        (
+            "RSV1 without an extension",
+            vec![(text | 0x40, b"{}", true)],
+            1002,
+        ),
+        ("fragmented ping", vec![(OP_PING, b"", true)], 1002),
+        (
+            "continuation without a start",
+            vec![(FIN | OP_CONTINUATION, b"x", true)],
+            1002,
+        ),
+    ];
+    for (what, frames, code) in &cases {
+        let mut raw = RawClient::connect(&bridge).await;
+        raw.join("lobby").await;
+        let joined = match a.recv().await {
+            ServerMessage::PeerJoined { peer_id } => peer_id,
+            other => panic!("{what}: expected peer-joined, got {other:?}"),
+        };
+        for &(first, payload, masked) in frames {
+            raw.frame(first, payload, masked).await;
+        }
+        assert_eq!(raw.close_code().await, *code, "{what}");
+        // The room hears that the peer is gone.
+        assert_eq!(
+            a.recv().await,
+            ServerMessage::PeerLeft { peer_id: joined },
+            "{what}"
+        );
+    }
+    logs.expect(
+        2,
+        &["WebSocket protocol violation; closing", "close_code=1007"],
+    );
+    logs.expect(
+        cases.len() - 2,
+        &["WebSocket protocol violation; closing", "close_code=1002"],
+    );
+    // Each line says what was wrong.
+    for reason in [
+        "invalid UTF-8 in a text message",
+        "reserved opcode",
+        "unmasked client frame",
+        "reserved bits set",
+        "invalid control frame",
+        "invalid fragmentation",
+    ] {
+        assert!(
+            !logs
+                .lines_with(&["WebSocket protocol violation", reason])
+                .is_empty(),
+            "no log line says {reason:?}"
+        );
+    }
+    a.expect_quiet().await;
+    bridge.shutdown().await;
 }

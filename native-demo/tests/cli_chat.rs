@@ -4,9 +4,10 @@
 
 mod common;
 
+use miaou_transport::{Event, Transport, TransportConfig};
 use std::io::Write;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ const COUNT: usize = 1000;
 struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Its stderr, when started with [`spawn_logged`].
+    stderr: Option<Arc<Mutex<String>>>,
 }
 
 impl Drop for Proc {
@@ -35,7 +38,70 @@ fn spawn(args: &[&str]) -> Proc {
         .spawn()
         .expect("native-demo starts");
     let lines = common::stdout_lines(child.stdout.take().expect("stdout piped"));
-    Proc { child, lines }
+    Proc {
+        child,
+        lines,
+        stderr: None,
+    }
+}
+
+/// Like [`spawn`], with stderr collected (see [`Proc::stderr`]) instead of inherited.
+fn spawn_logged(args: &[&str]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("native-demo starts");
+    let lines = common::stdout_lines(child.stdout.take().expect("stdout piped"));
+    let stderr = Some(common::collect_stderr(
+        child.stderr.take().expect("stderr piped"),
+    ));
+    Proc {
+        child,
+        lines,
+        stderr,
+    }
+}
+
+impl Proc {
+    /// What the process wrote to stderr so far (started with [`spawn_logged`]).
+    fn stderr(&self) -> String {
+        self.stderr
+            .as_ref()
+            .expect("started with spawn_logged")
+            .lock()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until its stderr contains `text`.
+    fn wait_stderr(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on stderr within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Asserts that no stdout line arrives within `quiet`.
+    fn expect_no_line(&self, quiet: Duration) {
+        if let Ok(line) = self.lines.recv_timeout(quiet) {
+            panic!("unexpected stdout line {line:?}");
+        }
+    }
+}
+
+/// `join` in `room` with `extra` arguments, stderr collected.
+fn join_logged(ws: &str, room: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["join", "--signal", ws, "--room", room];
+    args.extend_from_slice(extra);
+    spawn_logged(&args)
 }
 
 fn next_line(proc: &Proc, timeout: Duration) -> String {
@@ -335,4 +401,172 @@ fn a_failed_connection_is_re_established_while_both_stay_in_the_room() {
     drop(stdin_b);
     assert!(wait_exit(&mut a, Duration::from_secs(30)).success());
     assert!(wait_exit(&mut b, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn each_received_message_is_one_escaped_line_so_a_peer_cannot_forge_lines() {
+    let (_bridge, ws) = bridge();
+    let mut receiver = join_logged(&ws, "escape", &["--wait-peers", "1"]);
+    // The other peer is a Transport in this process, so it can send what no stdin line can hold.
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let config = TransportConfig::builder(ws.as_str(), "escape")
+        .build()
+        .expect("config");
+    let sender = runtime.block_on(Transport::connect(config)).expect("joins");
+    let peer = runtime.block_on(async {
+        let wait = async {
+            loop {
+                if let Some(Event::PeerConnected(peer)) = sender.next_event().await {
+                    return peer;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("the channel to join opens")
+    });
+    let texts = [
+        ("a\nb", "a\\nb"),
+        ("x\r<fake-id> forged", "x\\r<fake-id> forged"),
+        ("two\n\nblank lines\r\n", "two\\n\\nblank lines\\r\\n"),
+        ("back\\slash\\n", "back\\\\slash\\\\n"),
+        (
+            "\u{1b}[2Jtab\there\u{85}\u{2028}",
+            "\\u{1b}[2Jtab\\there\\u{85}\\u{2028}",
+        ),
+        ("plain é", "plain é"),
+    ];
+    for (text, _) in texts {
+        runtime
+            .block_on(sender.send_text(&peer, text))
+            .expect("sent");
+    }
+    let me = sender.peer_id().to_string();
+    for (text, printed) in texts {
+        assert_eq!(
+            next_line(&receiver, Duration::from_secs(30)),
+            format!("{me} {printed}"),
+            "{text:?}"
+        );
+    }
+    // Exactly one line per message: nothing else follows.
+    receiver.expect_no_line(Duration::from_millis(500));
+    runtime.block_on(sender.close()).expect("close");
+    drop(receiver.child.stdin.take());
+    assert!(
+        wait_exit(&mut receiver, Duration::from_secs(30)).success(),
+        "{}",
+        receiver.stderr()
+    );
+}
+
+#[test]
+fn a_line_over_the_message_limit_is_skipped_with_a_warning_and_the_session_goes_on() {
+    let (_bridge, ws) = bridge();
+    let receiver = join_logged(&ws, "long-line", &["--wait-peers", "1"]);
+    let mut sender = join_logged(&ws, "long-line", &["--wait-peers", "1"]);
+    {
+        let mut stdin = sender.child.stdin.take().expect("stdin");
+        stdin.write_all(b"before\n").expect("write");
+        // One byte over the 64 MiB message limit (miaou_transport::DEFAULT_MAX_MESSAGE_SIZE).
+        let long = vec![b'x'; miaou_transport::DEFAULT_MAX_MESSAGE_SIZE + 1];
+        stdin.write_all(&long).expect("write the long line");
+        stdin.write_all(b"\nafter\n").expect("write");
+    } // EOF
+    assert!(
+        wait_exit(&mut sender, Duration::from_secs(60)).success(),
+        "sender exits 0 after skipping the line:\n{}",
+        sender.stderr()
+    );
+    let stderr = sender.stderr();
+    assert!(
+        stderr.contains("stdin line longer than the message limit; skipped")
+            && stderr.contains(&format!(
+                "bytes={}",
+                miaou_transport::DEFAULT_MAX_MESSAGE_SIZE + 2
+            )),
+        "{stderr}"
+    );
+    let got: Vec<String> = (0..2)
+        .map(|_| next_line(&receiver, Duration::from_secs(30)))
+        .collect();
+    assert!(got[0].ends_with(" before"), "{got:?}");
+    assert!(got[1].ends_with(" after"), "{got:?}");
+    receiver.expect_no_line(Duration::from_millis(500));
+}
+
+#[test]
+fn wait_peers_2_waits_for_two_open_channels_before_sending() {
+    let (_bridge, ws) = bridge();
+    let wait2 = ["--wait-peers", "2"];
+    let mut a = join_logged(&ws, "three", &wait2);
+    let mut b = join_logged(&ws, "three", &wait2);
+    let mut stdins: Vec<_> = [&mut a, &mut b]
+        .into_iter()
+        .map(|p| p.child.stdin.take().expect("stdin"))
+        .collect();
+    writeln!(stdins[0], "from-a").expect("write");
+    writeln!(stdins[1], "from-b").expect("write");
+    // a and b have their channel open, and still do not send: one peer is not enough.
+    a.wait_stderr("channel open", Duration::from_secs(30));
+    b.wait_stderr("channel open", Duration::from_secs(30));
+    thread::sleep(Duration::from_secs(1));
+    a.expect_no_line(Duration::from_millis(100));
+    b.expect_no_line(Duration::from_millis(100));
+    assert!(!a.stderr().contains("peers ready"), "{}", a.stderr());
+
+    let mut c = join_logged(&ws, "three", &wait2);
+    let mut stdin_c = c.child.stdin.take().expect("stdin");
+    writeln!(stdin_c, "from-c").expect("write");
+    stdins.push(stdin_c);
+    // Now each has two peers and sends its line; each prints the lines of the two others.
+    for (proc, expected) in [
+        (&a, ["from-b", "from-c"]),
+        (&b, ["from-a", "from-c"]),
+        (&c, ["from-a", "from-b"]),
+    ] {
+        let mut got: Vec<(String, String)> = (0..2)
+            .map(|_| {
+                let line = next_line(proc, Duration::from_secs(30));
+                let (peer, text) = line.split_once(' ').expect("peer id and text");
+                (text.to_owned(), peer.to_owned())
+            })
+            .collect();
+        got.sort();
+        assert_eq!([got[0].0.as_str(), got[1].0.as_str()], expected);
+        assert_ne!(got[0].1, got[1].1, "two different senders");
+        proc.wait_stderr("peers ready", Duration::from_secs(5));
+        proc.expect_no_line(Duration::from_millis(300));
+    }
+    drop(stdins);
+    for proc in [&mut a, &mut b, &mut c] {
+        assert!(
+            wait_exit(proc, Duration::from_secs(30)).success(),
+            "{}",
+            proc.stderr()
+        );
+    }
+}
+
+#[test]
+fn wait_timeout_expiring_is_a_clear_error_and_a_non_zero_exit() {
+    let (_bridge, ws) = bridge();
+    let started = Instant::now();
+    let mut alone = join_logged(
+        &ws,
+        "nobody-else",
+        &["--wait-peers", "1", "--wait-timeout", "1"],
+    );
+    let status = wait_exit(&mut alone, Duration::from_secs(15));
+    let elapsed = started.elapsed();
+    assert!(!status.success(), "exits non-zero");
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "gave up after {elapsed:?}"
+    );
+    let stderr = alone.stderr();
+    assert!(
+        stderr.contains("fewer than 1 peers connected within 1 s"),
+        "{stderr}"
+    );
 }

@@ -10,6 +10,16 @@ pub(crate) use rtc::{RtcChannel, RtcPeer};
 pub(crate) use signaling_socket::connect_signaling;
 
 use std::future::Future;
+
+/// ICE server URLs this backend can use: webrtc-rs 0.17 gathers relay candidates only from
+/// `turn:` over UDP (`webrtc-ice` `gather_candidates_relay` skips TCP and TLS, with a log line)
+/// and sends STUN as plain UDP even to a `stuns:` server, so the others are refused when the
+/// configuration is built instead of failing silently at connection time.
+pub(crate) const ICE_URL_SUPPORT: crate::config::IceUrlSupport =
+    crate::config::IceUrlSupport::UdpOnly {
+        why: "the native backend (webrtc-rs 0.17) reaches STUN and TURN servers over plain UDP \
+              only",
+    };
 use std::time::Duration;
 
 /// Runs `future` in the background on the current tokio runtime.
@@ -29,4 +39,33 @@ pub(crate) fn now_ms() -> u64 {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, IceServer, TransportConfig};
+
+    #[test]
+    fn native_configurations_refuse_tls_and_tcp_ice_urls() {
+        let build = |url: &str| {
+            TransportConfig::builder("ws://h/ws", "r")
+                .ice_server(IceServer::turn(url, "u", "c"))
+                .build()
+        };
+        for url in [
+            "turns:198.18.0.1:5349",
+            "turn:198.18.0.1:3478?transport=tcp",
+            "stuns:198.18.0.1:5349",
+        ] {
+            match build(url) {
+                Err(Error::Config(text)) => {
+                    assert!(text.contains(url), "{text}");
+                    assert!(text.contains("webrtc-rs 0.17"), "{text}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(build("turn:198.18.0.1:3478?transport=udp").is_ok());
+        assert!(build("stun:198.18.0.1:3478").is_ok());
+    }
 }

@@ -31,6 +31,11 @@
 //! - the bridge pings every [`BridgeConfig::ping_interval`] and drops a connection from which no
 //!   frame at all (pong or other) arrived for [`BridgeConfig::idle_timeout`], so a half-open TCP
 //!   connection does not hold its room slot; the room hears `peer-left`.
+//!
+//! A client that breaks the WebSocket protocol itself (RFC 6455: invalid UTF-8 in a text
+//! message, a reserved opcode, an unmasked frame, reserved bits, a bad control frame or
+//! fragmentation) is failed as §7.1.7 asks: a close frame, 1007 for invalid UTF-8 (§8.1) and
+//! 1002 for the rest, and a log line; its room hears `peer-left`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -110,6 +115,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// WebSocket close codes (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -441,6 +448,10 @@ impl OutReceiver {
 #[derive(Debug)]
 struct ConnHandle {
     queue: OutQueue,
+    /// The reason of the close frame queued for this connection, once one is: nothing may
+    /// follow a close frame (RFC 6455 §5.5.1), so later items are not queued and later input
+    /// is not acted on.
+    closing: Option<&'static str>,
     _kill: oneshot::Sender<()>,
 }
 
@@ -535,9 +546,9 @@ impl Hub {
             }
             Err(_) => {
                 if !hub.full.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(max_connections = max, "connection limit reached; refusing new WebSocket connections (server-full)");
+                    tracing::warn!(max_connections = max, code = %ErrorCode::ServerFull.as_str(), close_code = CLOSE_TRY_AGAIN_LATER, "connection limit reached; refusing new WebSocket connections");
                 } else {
-                    tracing::debug!(max_connections = max, "connection refused: server full");
+                    tracing::debug!(max_connections = max, code = %ErrorCode::ServerFull.as_str(), "connection refused: server full");
                 }
                 None
             }
@@ -563,9 +574,15 @@ impl Hub {
     /// Handles one text frame; returns whether `conn` is now in a room.
     fn on_text(&self, conn: ConnId, text: &str) -> bool {
         let mut st = self.lock();
-        if !st.conns.contains_key(&conn) {
+        let Some(handle) = st.conns.get(&conn) else {
             // Disconnected as too slow; its task is ending. Acting on its input would put a
             // peer nobody can reach back into a room.
+            return false;
+        };
+        if let Some(close_reason) = handle.closing {
+            // After `leave` (or once shutdown began) the close frame is already queued and no
+            // reply can follow it: the close is the answer, the input has no effect.
+            tracing::info!(%conn, close_reason = %close_reason, bytes = text.len(), "client message ignored: the connection is closing");
             return false;
         }
         let before = member_of(&st.rooms, conn);
@@ -581,7 +598,11 @@ impl Hub {
 
     fn on_binary(&self, conn: ConnId) {
         let mut st = self.lock();
-        if !st.conns.contains_key(&conn) {
+        let Some(handle) = st.conns.get(&conn) else {
+            return;
+        };
+        if let Some(close_reason) = handle.closing {
+            tracing::info!(%conn, close_reason = %close_reason, "client binary frame ignored: the connection is closing");
             return;
         }
         let actions = st.rooms.handle_binary(conn);
@@ -593,27 +614,29 @@ impl Hub {
     fn on_oversized(&self, conn: ConnId) {
         let text =
             format!("message exceeds the {WS_MAX_MESSAGE_BYTES}-byte WebSocket limit; closing");
-        tracing::info!(%conn, code = ?ErrorCode::TooLarge, message = %text, "rejected client message");
+        tracing::info!(%conn, code = %ErrorCode::TooLarge.as_str(), message = %text, close_code = CLOSE_TOO_BIG, "rejected client message");
         self.close_with_error(
             conn,
-            ServerMessage::error(ErrorCode::TooLarge, text),
+            Some(ServerMessage::error(ErrorCode::TooLarge, text)),
             (CLOSE_TOO_BIG, "message too big"),
             "message too big",
         );
     }
 
-    /// Queues `error` and a close frame `(code, reason)` for `conn`, and removes it from its
-    /// room at once, telling the others (`reason` is for the log). The connection's reader
-    /// must not hand the hub any more input.
+    /// Queues `error` (if any) and a close frame `(code, reason)` for `conn`, and removes it
+    /// from its room at once, telling the others (`reason` is for the log). The connection's
+    /// reader must not hand the hub any more input.
     fn close_with_error(
         &self,
         conn: ConnId,
-        error: ServerMessage,
+        error: Option<ServerMessage>,
         (code, close_reason): (u16, &'static str),
         reason: &'static str,
     ) {
         let mut st = self.lock();
-        st.push(conn, Outbound::Text(error.to_json()));
+        if let Some(error) = error {
+            st.push(conn, Outbound::Text(error.to_json()));
+        }
         st.push(
             conn,
             Outbound::Close {
@@ -716,12 +739,20 @@ impl HubState {
 
     fn push_all(&mut self, mut work: VecDeque<(ConnId, Outbound)>) {
         while let Some((conn, item)) = work.pop_front() {
-            let Some(handle) = self.conns.get(&conn) else {
+            let Some(handle) = self.conns.get_mut(&conn) else {
                 // Already gone; its own disconnect has told or will tell its room.
                 continue;
             };
+            if handle.closing.is_some() {
+                // Its close frame is queued; the writer sends nothing after it.
+                continue;
+            }
+            let close_reason = match &item {
+                Outbound::Close { reason, .. } => Some(*reason),
+                _ => None,
+            };
             match handle.queue.try_push(item) {
-                Ok(()) => {}
+                Ok(()) => handle.closing = close_reason,
                 // Its task is ending and will call `on_closed`.
                 Err(PushError::Closed) => {}
                 Err(PushError::Full) => self.drop_slow(conn, &mut work),
@@ -780,7 +811,7 @@ fn log_message(to: ConnId, message: &ServerMessage) {
             tracing::info!(conn = %to, peer = %peer_id, room, present = peers.len(), "peer joined");
         }
         ServerMessage::Error { code, message } => {
-            tracing::info!(conn = %to, ?code, message, "rejected client message");
+            tracing::info!(conn = %to, code = %code.as_str(), message, "rejected client message");
         }
         _ => {}
     }
@@ -811,6 +842,7 @@ async fn run_connection(hub: Arc<Hub>, slot: Slot, socket: WebSocket) {
     let (kill, killed) = oneshot::channel();
     let handle = ConnHandle {
         queue: queue.clone(),
+        closing: None,
         _kill: kill,
     };
     if !hub.register(conn, handle) {
@@ -912,7 +944,7 @@ async fn read_frames(
                 Verdict::Drop => {
                     if !over_limit {
                         over_limit = true;
-                        tracing::info!(%conn, burst = limit.burst, per_second = limit.per_second, dropped = limiter.dropped(), "client over its message rate limit; dropping its messages");
+                        tracing::info!(%conn, code = %ErrorCode::RateLimited.as_str(), burst = limit.burst, per_second = limit.per_second, dropped = limiter.dropped(), "client over its message rate limit; dropping its messages");
                     }
                     let text = format!(
                         "over the limit of {} messages/s (burst {}); message dropped",
@@ -923,14 +955,14 @@ async fn read_frames(
                     continue;
                 }
                 Verdict::Disconnect => {
-                    tracing::warn!(%conn, burst = limit.burst, per_second = limit.per_second, dropped = limiter.dropped(), "client far over its message rate limit; disconnecting");
+                    tracing::warn!(%conn, code = %ErrorCode::RateLimited.as_str(), close_code = CLOSE_POLICY, burst = limit.burst, per_second = limit.per_second, dropped = limiter.dropped(), "client far over its message rate limit; disconnecting");
                     let text = format!(
                         "over the limit of {} messages/s (burst {}) for too long; closing",
                         limit.per_second, limit.burst
                     );
                     hub.close_with_error(
                         conn,
-                        ServerMessage::error(ErrorCode::RateLimited, text),
+                        Some(ServerMessage::error(ErrorCode::RateLimited, text)),
                         (CLOSE_POLICY, "rate limit exceeded"),
                         "rate limited",
                     );
@@ -947,16 +979,26 @@ async fn read_frames(
             // Keep polling: the WebSocket layer sends the close reply on the next read and then
             // ends the stream, so the client sees a clean close (not 1006).
             Ok(Message::Close(_)) => end = "closed by client",
-            Err(e) if is_capacity_error(&e) => {
-                hub.on_oversized(conn);
-                // The rest of the frame is unread garbage: stop reading and let the writer
-                // deliver the error and the close frame.
-                std::future::pending::<()>().await;
-            }
-            Err(e) => {
-                tracing::debug!(%conn, error = %e, "WebSocket read failed");
-                return "read error";
-            }
+            Err(e) => match read_failure(&e) {
+                ReadFailure::TooLarge => {
+                    hub.on_oversized(conn);
+                    // The rest of the frame is unread garbage: stop reading and let the writer
+                    // deliver the error and the close frame.
+                    std::future::pending::<()>().await;
+                }
+                ReadFailure::Violation(code, close_reason) => {
+                    // RFC 6455 §7.1.7: _Fail the WebSocket Connection_ with a close frame.
+                    // The WebSocket layer ended its stream at the error, so there is nothing
+                    // more to read: let the writer deliver the close frame.
+                    tracing::info!(%conn, close_code = code, close_reason = %close_reason, error = %e, "WebSocket protocol violation; closing");
+                    hub.close_with_error(conn, None, (code, close_reason), "protocol violation");
+                    std::future::pending::<()>().await;
+                }
+                ReadFailure::Dropped => {
+                    tracing::debug!(%conn, error = %e, "WebSocket read failed");
+                    return "read error";
+                }
+            },
         }
     }
 }
@@ -964,11 +1006,11 @@ async fn read_frames(
 /// The client was not welcomed into a room within the join timeout: `join-timeout`, close 1008.
 async fn join_timed_out(hub: &Hub, conn: ConnId, stream: SplitStream<WebSocket>) -> &'static str {
     let timeout_ms = millis(hub.limits.join_timeout);
-    tracing::info!(%conn, timeout_ms, "no valid join within the join timeout; closing");
+    tracing::info!(%conn, code = %ErrorCode::JoinTimeout.as_str(), close_code = CLOSE_POLICY, timeout_ms, "no valid join within the join timeout; closing");
     let text = format!("no valid join within {timeout_ms} ms; closing");
     hub.close_with_error(
         conn,
-        ServerMessage::error(ErrorCode::JoinTimeout, text),
+        Some(ServerMessage::error(ErrorCode::JoinTimeout, text)),
         (CLOSE_POLICY, "join timeout"),
         "join timeout",
     );
@@ -988,15 +1030,57 @@ fn millis(d: Option<Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn is_capacity_error(e: &axum::Error) -> bool {
+/// What a failed WebSocket read means for the connection.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadFailure {
+    /// A message or frame over [`WS_MAX_MESSAGE_BYTES`]: `too-large`, close 1009.
+    TooLarge,
+    /// The client broke RFC 6455: close with this code (1007 invalid UTF-8 in a text message,
+    /// §8.1; 1002 any other protocol error, §7.4.1) and reason.
+    Violation(u16, &'static str),
+    /// The connection itself failed (I/O error, reset, data after the closing handshake):
+    /// no close frame can or need be sent.
+    Dropped,
+}
+
+fn read_failure(e: &axum::Error) -> ReadFailure {
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+    use tokio_tungstenite::tungstenite::Error as E;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
-        if let Some(ws) = err.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-            return matches!(ws, tokio_tungstenite::tungstenite::Error::Capacity(_));
+        if let Some(ws) = err.downcast_ref::<E>() {
+            return match ws {
+                E::Capacity(_) => ReadFailure::TooLarge,
+                E::Utf8(_) => {
+                    ReadFailure::Violation(CLOSE_INVALID_DATA, "invalid UTF-8 in a text message")
+                }
+                // The peer is gone or already closed: nothing to answer.
+                E::Protocol(P::ResetWithoutClosingHandshake | P::ReceivedAfterClosing) => {
+                    ReadFailure::Dropped
+                }
+                E::Protocol(p) => ReadFailure::Violation(
+                    CLOSE_PROTOCOL_ERROR,
+                    match p {
+                        P::UnknownDataFrameType(_)
+                        | P::UnknownControlFrameType(_)
+                        | P::InvalidOpcode(_) => "reserved opcode",
+                        P::UnmaskedFrameFromClient => "unmasked client frame",
+                        P::NonZeroReservedBits => "reserved bits set",
+                        P::FragmentedControlFrame | P::ControlFrameTooBig => {
+                            "invalid control frame"
+                        }
+                        P::UnexpectedContinueFrame | P::ExpectedFragment(_) => {
+                            "invalid fragmentation"
+                        }
+                        _ => "protocol error",
+                    },
+                ),
+                _ => ReadFailure::Dropped,
+            };
         }
         source = err.source();
     }
-    false
+    ReadFailure::Dropped
 }
 
 /// Sends the queued messages until a close frame was sent, the queue is dropped or the client

@@ -236,6 +236,28 @@ pub enum ErrorCode {
     Unknown,
 }
 
+impl ErrorCode {
+    /// The wire name, as in the `code` field: `"bad-json"`, `"too-large"`, … (`"unknown"` for
+    /// [`ErrorCode::Unknown`]). The bridge's log lines name codes this way.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad-json",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::BadVersion => "bad-version",
+            ErrorCode::BadRoom => "bad-room",
+            ErrorCode::NotJoined => "not-joined",
+            ErrorCode::AlreadyJoined => "already-joined",
+            ErrorCode::UnknownPeer => "unknown-peer",
+            ErrorCode::BinaryFrame => "binary-frame",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::ServerFull => "server-full",
+            ErrorCode::JoinTimeout => "join-timeout",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
 /// Why a signaling message could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
@@ -502,6 +524,7 @@ mod tests {
         ];
         for (code, name) in codes {
             assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{name}\""));
+            assert_eq!(code.as_str(), name);
             let json = format!(r#"{{"type":"error","code":"{name}","message":"m"}}"#);
             assert_eq!(
                 ServerMessage::parse(&json).unwrap(),

@@ -43,7 +43,8 @@ pub enum Outgoing {
         message: ServerMessage,
     },
     /// Close connection `conn` once the messages queued for it before this action are sent
-    /// (the answer to `leave`). [`Rooms`] already forgot the connection's membership.
+    /// (the answer to `leave`, repeated for any input after it: perform it once per
+    /// connection). [`Rooms`] already forgot the connection's membership.
     Close {
         /// The connection to close.
         conn: ConnId,
@@ -84,7 +85,8 @@ type PeerIdGenerator = Box<dyn FnMut() -> PeerId + Send>;
 /// All rooms of one bridge: who is in which room, under which peer id.
 ///
 /// Every method takes one input event and returns the [`Outgoing`] actions it causes. Invalid
-/// input never changes the state; it produces one [`ServerMessage::Error`] for the sender.
+/// input never changes the state; it produces one [`ServerMessage::Error`] for the sender (or,
+/// after `leave`, [`Outgoing::Close`] again).
 pub struct Rooms {
     max_peers_per_room: usize,
     next_peer_id: PeerIdGenerator,
@@ -94,8 +96,8 @@ pub struct Rooms {
     peers: HashMap<PeerId, ConnId>,
     /// Room name → its connections in join order. A room exists only while non-empty.
     rooms: HashMap<String, Vec<ConnId>>,
-    /// Connections that sent `leave` and are being closed; their further input is ignored so a
-    /// late `join` cannot resurrect them.
+    /// Connections that sent `leave` and are being closed; their further input is answered by
+    /// the close again, with no effect, so a late `join` cannot resurrect them.
     closing: HashSet<ConnId>,
     /// Suffix counter used only if the generator repeats a live peer id.
     collisions: u64,
@@ -181,11 +183,15 @@ impl Rooms {
     /// version ([`ErrorCode::BadVersion`]) or an invalid room ([`ErrorCode::BadRoom`]), a second
     /// `join` ([`ErrorCode::AlreadyJoined`]), a full room ([`ErrorCode::RoomFull`]), `signal` or
     /// `leave` before `join` ([`ErrorCode::NotJoined`]), and a `signal` to a peer that is not
-    /// another member of the sender's room ([`ErrorCode::UnknownPeer`]). Input from a
-    /// connection that sent `leave` is ignored.
+    /// another member of the sender's room ([`ErrorCode::UnknownPeer`]).
+    ///
+    /// Input from a connection that sent `leave`, whatever it is, has no effect and is answered
+    /// by [`Outgoing::Close`] for it again: its close frame was queued by the `leave`, and a
+    /// WebSocket endpoint sends nothing after a close frame (RFC 6455 §5.5.1), so an `error`
+    /// reply could never be delivered. The I/O layer closes each connection once.
     pub fn handle(&mut self, conn: ConnId, text: &str) -> Vec<Outgoing> {
         if self.closing.contains(&conn) {
-            return Vec::new();
+            return vec![Outgoing::Close { conn }];
         }
         let message = match ClientMessage::parse(text) {
             Ok(message) => message,
@@ -209,10 +215,11 @@ impl Rooms {
     }
 
     /// Handles one binary frame from `conn`: always an [`ErrorCode::BinaryFrame`] reply, since
-    /// the protocol is JSON text only. Ignored once `conn` sent `leave`.
+    /// the protocol is JSON text only. Once `conn` sent `leave`, [`Outgoing::Close`] again, as
+    /// for [`Rooms::handle`].
     pub fn handle_binary(&mut self, conn: ConnId) -> Vec<Outgoing> {
         if self.closing.contains(&conn) {
-            return Vec::new();
+            return vec![Outgoing::Close { conn }];
         }
         vec![Outgoing::error(
             conn,
@@ -227,11 +234,11 @@ impl Rooms {
     ///
     /// Errors, as a single reply to `conn`: [`ErrorCode::AlreadyJoined`],
     /// [`ErrorCode::BadRoom`], [`ErrorCode::RoomFull`] (the room has the maximum number of peers,
-    /// or the welcome listing them would exceed [`MAX_MESSAGE_BYTES`]). Ignored once `conn`
-    /// sent `leave`.
+    /// or the welcome listing them would exceed [`MAX_MESSAGE_BYTES`]). Once `conn` sent
+    /// `leave`, [`Outgoing::Close`] again, as for [`Rooms::handle`].
     pub fn join(&mut self, conn: ConnId, room: &str) -> Vec<Outgoing> {
         if self.closing.contains(&conn) {
-            return Vec::new();
+            return vec![Outgoing::Close { conn }];
         }
         if let Some(m) = self.members.get(&conn) {
             let text = format!("already joined room {:?} as {}", m.room, m.peer_id);
@@ -824,7 +831,7 @@ mod tests {
     }
 
     #[test]
-    fn leave_tells_the_rest_then_closes_and_ignores_later_input() {
+    fn leave_tells_the_rest_then_closes_and_answers_later_input_with_the_close() {
         let mut r = Rooms::default();
         r.handle(A, &join_json("lobby"));
         r.handle(B, &join_json("lobby"));
@@ -841,9 +848,13 @@ mod tests {
                 Outgoing::Close { conn: B }
             ]
         );
-        assert_eq!(r.handle(B, &join_json("lobby")), vec![]);
-        assert_eq!(r.handle_binary(B), vec![]);
-        assert_eq!(r.join(B, "lobby"), vec![]);
+        let close = vec![Outgoing::Close { conn: B }];
+        assert_eq!(r.handle(B, &join_json("lobby")), close);
+        assert_eq!(r.handle(B, &signal_json("p1", offer())), close);
+        assert_eq!(r.handle(B, r#"{"type":"leave"}"#), close);
+        assert_eq!(r.handle(B, "{"), close);
+        assert_eq!(r.handle_binary(B), close);
+        assert_eq!(r.join(B, "lobby"), close);
         assert_eq!(r.peers_in("lobby"), vec![PeerId::from("p1")]);
         // Once the I/O layer reports the close, the handle may be reused.
         assert_eq!(r.disconnect(B), vec![]);

@@ -11,6 +11,9 @@ pub(crate) use signaling_socket::connect_signaling;
 
 use std::future::Future;
 
+/// ICE server URLs this backend can use: all of them, the browser handles TLS and TCP.
+pub(crate) const ICE_URL_SUPPORT: crate::config::IceUrlSupport = crate::config::IceUrlSupport::All;
+
 /// Runs `future` on the page's event loop.
 pub(crate) fn spawn(future: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(future);
