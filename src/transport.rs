@@ -261,8 +261,11 @@ impl Transport {
 
     /// Closes without losing data: every message accepted by `send` is delivered and
     /// acknowledged (FIN / FIN_ACK, see `docs/frame.md`) before the channels close; then leaves
-    /// the room. Waits at most `close_timeout_ms` per peer. Afterwards `recv` and `next_event`
-    /// return `None` and `send` fails with [`Error::PeerNotConnected`]; closing twice is harmless.
+    /// the room. Waits at most `close_timeout_ms` per peer. The peer acknowledges once all we
+    /// sent is in its receive queue, so it must keep reading while we close (its queue is
+    /// bounded: `receive_queue_messages`, `receive_queue_bytes`). Afterwards `recv` and
+    /// `next_event` return `None` (messages not read by then are dropped) and `send` fails
+    /// with [`Error::PeerNotConnected`]; closing twice is harmless.
     ///
     /// Errors: [`Error::Timeout`] if a peer did not acknowledge in time, [`Error::Rtc`] if a
     /// channel failed while draining. The transport is closed in every case.
