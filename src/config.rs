@@ -316,11 +316,15 @@ impl TransportConfig {
             ("receive_queue_frames", self.receive_queue_frames),
             ("send_queue_messages", self.send_queue_messages),
             // 0 ms would declare every ICE check failed at once: connections never open.
+            // (Compared as 0 / not 0: `as usize` would wrap on wasm32 for huge values.)
             (
                 "ice_disconnected_timeout_ms",
-                self.ice_disconnected_timeout_ms as usize,
+                usize::from(self.ice_disconnected_timeout_ms != 0),
             ),
-            ("ice_failed_timeout_ms", self.ice_failed_timeout_ms as usize),
+            (
+                "ice_failed_timeout_ms",
+                usize::from(self.ice_failed_timeout_ms != 0),
+            ),
         ] {
             if value == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));

@@ -56,6 +56,9 @@ impl Transport {
     /// in it. Returns once the server has welcomed us; channels open afterwards
     /// ([`Event::PeerConnected`]).
     ///
+    /// Native: call it inside a tokio runtime (multi- or current-thread); the transport's tasks
+    /// are spawned on it. Browser: the page's event loop.
+    ///
     /// Errors: [`Error::Config`], [`Error::Signaling`] (server unreachable or closed),
     /// [`Error::Rejected`] (e.g. room full), [`Error::Timeout`] after
     /// `config.connect_timeout_ms` without a welcome (handshake and join included).

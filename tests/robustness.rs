@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use miaou_transport::codec::{CodecLimits, Delivery, FrameDecoder, FrameEncoder};
+use miaou_transport::sdp::advertise_max_message_size;
 use miaou_transport::signaling::bridge::{self, Bridge, BridgeConfig};
 use miaou_transport::{ChannelKind, Error, Event, PeerId, Transport, TransportConfig};
 use serde_json::{json, Value};
@@ -46,6 +47,8 @@ struct RawPeer {
     channel_tx: mpsc::UnboundedSender<Arc<RTCDataChannel>>,
     frames: tokio::sync::Mutex<mpsc::UnboundedReceiver<Bytes>>,
     frames_tx: mpsc::UnboundedSender<Bytes>,
+    /// The `a=max-message-size` put in our answer, if any (webrtc-rs writes none).
+    advertise: Option<usize>,
 }
 
 impl RawPeer {
@@ -105,6 +108,7 @@ impl RawPeer {
             channel_tx,
             frames: tokio::sync::Mutex::new(frames),
             frames_tx,
+            advertise: None,
         }
     }
 
@@ -151,9 +155,13 @@ impl RawPeer {
                     self.pc.set_remote_description(offer).await.unwrap();
                     let answer = self.pc.create_answer(None).await.unwrap();
                     self.pc.set_local_description(answer.clone()).await.unwrap();
+                    let sdp = match self.advertise {
+                        Some(bytes) => advertise_max_message_size(&answer.sdp, bytes),
+                        None => answer.sdp,
+                    };
                     self.signal(
                         remote,
-                        json!({"kind": "description", "sdpType": "answer", "sdp": answer.sdp}),
+                        json!({"kind": "description", "sdpType": "answer", "sdp": sdp}),
                     );
                 } else {
                     let answer = RTCSessionDescription::answer(sdp).unwrap();
@@ -373,4 +381,44 @@ async fn an_unusable_offer_from_a_connected_peer_keeps_the_connection_it_has() {
     );
     still_works(&t, &raw, &dc).await;
     t.close().await.ok();
+}
+
+/// A peer whose `a=max-message-size` leaves no room for one frame (our smallest is 64 bytes)
+/// gets one clear disconnect naming the reason, not a channel on which every `send` fails.
+#[tokio::test]
+async fn a_peer_whose_max_message_size_fits_no_frame_is_refused_once_with_the_reason() {
+    let bridge = bridge().await;
+    let mut raw = RawPeer::join(&bridge, "tiny-limit").await;
+    raw.advertise = Some(32);
+    let t = Transport::connect(
+        TransportConfig::builder(bridge.ws_url(), "tiny-limit")
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    raw.trickle_to(t.peer_id());
+    let wait = async {
+        loop {
+            match t.next_event().await.expect("events open") {
+                Event::PeerConnected(p) => panic!("{p} reported connected"),
+                Event::PeerDisconnected { peer, reason } => return (peer, reason),
+                _ => continue,
+            }
+        }
+    };
+    // Our side gives up as soon as its channel opens; the raw peer's may or may not open.
+    let mut wait = std::pin::pin!(timeout(WAIT, wait));
+    let (peer, reason) = tokio::select! {
+        outcome = &mut wait => outcome,
+        _ = raw.negotiate_until_open(t.peer_id()) => (&mut wait).await,
+    }
+    .expect("a disconnect in time");
+    assert_eq!(peer, raw.id);
+    let reason = reason.expect("a reason").to_string();
+    assert!(reason.contains("a=max-message-size (32 bytes)"), "{reason}");
+    assert!(t.peers().is_empty());
+    // Not retried: nothing more about that peer.
+    let (_, again) = events_for(&t, &raw.id, 1_500).await;
+    assert!(!again, "no second attempt");
 }

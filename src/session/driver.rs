@@ -422,22 +422,34 @@ impl Driver {
                 .await;
             }
             RtcEvent::ChannelOpen {
-                peer: ConnId { peer, .. },
+                peer: conn,
                 kind,
                 channel,
                 frames,
             } => {
+                let peer = conn.peer.clone();
                 let Some(state) = self.peers.get_mut(&peer) else {
                     return;
                 };
+                let settings = self
+                    .config
+                    .link_settings(kind, state.remote_max_message_size);
+                if settings.max_frame_size < crate::codec::MIN_FRAME_SIZE {
+                    // No frame fits the peer's a=max-message-size: this link can never carry
+                    // a message, and reconnecting would not change the peer's limit.
+                    let reason = format!(
+                        "the peer's a=max-message-size ({} bytes) is below the {} bytes a frame                          needs",
+                        state.remote_max_message_size,
+                        crate::codec::MIN_FRAME_SIZE
+                    );
+                    state.attempts = u32::MAX;
+                    return self.abandon(conn, Error::Rtc { peer, reason }).await;
+                }
                 state.connected = true;
                 state.attempts = 0;
                 if kind != self.config.channel {
                     tracing::info!(%peer, ?kind, "using the offerer's channel kind");
                 }
-                let settings = self
-                    .config
-                    .link_settings(kind, state.remote_max_message_size);
                 let handle =
                     link::start(peer.clone(), channel, frames, settings, self.sinks.clone());
                 lock(&self.links).insert(peer.clone(), handle);
