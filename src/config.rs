@@ -330,6 +330,7 @@ impl TransportConfig {
                 max_message_size: self.max_message_size,
                 max_reassembly_bytes: self.max_reassembly_bytes,
                 ordered: kind == ChannelKind::Reliable,
+                ..crate::codec::CodecLimits::default()
             },
             max_frame_size: self.max_frame_size.min(remote_max_message_size),
             high_water_bytes: self.send_high_water_bytes,
