@@ -133,7 +133,7 @@ fn split_entry_header(header: u64) -> (u64, bool) {
 }
 
 fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    (u64::BITS.saturating_sub((v | 1).leading_zeros()) as usize).div_ceil(7)
 }
 
 /// What a frame carries after its sequence number.
