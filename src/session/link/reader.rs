@@ -94,6 +94,7 @@ impl Reader {
             Control::FinAck => WriteCmd::FinAck,
             Control::Ping(nonce) => WriteCmd::Control(Control::Pong(nonce)),
             Control::Reset(msg_id) => WriteCmd::RemoteReset(msg_id),
+            Control::Refused(0) => return, // means nothing (docs/frame.md)
             Control::Refused(messages) => {
                 // Whole messages whose `send` already returned: only an event can say so.
                 tracing::warn!(peer = %self.peer, messages, "peer refused messages we sent");
