@@ -137,7 +137,7 @@ impl ChannelKind {
 
 /// Default cap on one application message: 64 MiB. Larger messages are refused by `send` with
 /// [`CodecError::MessageTooLarge`](crate::codec::CodecError::MessageTooLarge).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Default largest frame we send, bytes: 16 KiB, the size every browser accepts
 /// (RFC 8831 §6.6). Never more than the remote's `a=max-message-size`.
@@ -209,7 +209,7 @@ pub struct TransportConfig {
     /// the smaller of this and the remote's `a=max-message-size` (RFC 8841 §6).
     pub max_frame_size: usize,
     /// Bytes of partially received messages held per peer before the reassembler refuses more
-    /// (default: `max_message_size` + one frame).
+    /// (default: `max_message_size` + 1 MiB = 65 MiB, `codec::default_max_reassembly_bytes`).
     pub max_reassembly_bytes: usize,
     /// Received messages queued for `recv` (default 1024); past it the peers' channels are
     /// no longer read until the application catches up.
@@ -268,7 +268,7 @@ impl TransportConfig {
                 channel: ChannelKind::default(),
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-                max_reassembly_bytes: DEFAULT_MAX_MESSAGE_SIZE + DEFAULT_MAX_FRAME_SIZE,
+                max_reassembly_bytes: crate::codec::DEFAULT_MAX_REASSEMBLY_BYTES,
                 receive_queue_messages: DEFAULT_RECEIVE_QUEUE_MESSAGES,
                 receive_queue_bytes: DEFAULT_RECEIVE_QUEUE_BYTES,
                 receive_queue_frames: DEFAULT_RECEIVE_QUEUE_FRAMES,
@@ -380,6 +380,7 @@ impl TransportConfig {
                 max_message_size: self.max_message_size,
                 max_reassembly_bytes: self.max_reassembly_bytes,
                 ordered: kind == ChannelKind::Reliable,
+                ..crate::codec::CodecLimits::default()
             },
             max_frame_size: self.max_frame_size.min(remote_max_message_size),
             high_water_bytes: self.send_high_water_bytes,
@@ -594,10 +595,8 @@ impl TransportConfigBuilder {
     /// Validates and returns the configuration. Errors: [`Error::Config`].
     pub fn build(mut self) -> Result<TransportConfig> {
         if !self.reassembly_set {
-            self.config.max_reassembly_bytes = self
-                .config
-                .max_message_size
-                .saturating_add(self.config.max_frame_size);
+            self.config.max_reassembly_bytes =
+                crate::codec::default_max_reassembly_bytes(self.config.max_message_size);
         }
         self.config.validate()?;
         Ok(self.config)
@@ -614,6 +613,61 @@ mod tests {
         assert!(c.ice_servers.is_empty());
         assert_eq!(c.channel, ChannelKind::Reliable);
         assert_eq!(c.max_message_size, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn default_reassembly_cap_holds_a_maximal_message_and_one_sent_during_it() {
+        use crate::codec::{FrameDecoder, FrameEncoder, OutboundQueue, REASSEMBLY_HEADROOM};
+        use bytes::Bytes;
+        let c = TransportConfig::builder("ws://h/ws", "r").build().unwrap();
+        assert_eq!(
+            c.max_reassembly_bytes,
+            crate::codec::DEFAULT_MAX_REASSEMBLY_BYTES
+        );
+        let smaller = TransportConfig::builder("ws://h/ws", "r")
+            .max_message_size(1 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(
+            smaller.max_reassembly_bytes,
+            (1 << 20) + REASSEMBLY_HEADROOM
+        );
+        // What a link does with these settings: a 64 MiB message, and a 512 KiB one sent while
+        // the first is nearly through, interleaved by the sender's queue.
+        let link = c.link_settings(ChannelKind::Reliable, DEFAULT_MAX_FRAME_SIZE);
+        let (mut enc, mut dec) = (
+            FrameEncoder::new(link.limits),
+            FrameDecoder::new(link.limits),
+        );
+        let mut queue = OutboundQueue::new();
+        let frame = link.max_frame_size;
+        queue
+            .push(
+                &mut enc,
+                Bytes::from(vec![1; c.max_message_size]),
+                false,
+                frame,
+            )
+            .unwrap();
+        let mut delivered = Vec::new();
+        let mut decode = |f: Bytes, delivered: &mut Vec<usize>| {
+            let got = dec.decode(&f).expect("accepted");
+            delivered.extend(
+                got.into_iter()
+                    .flat_map(|d| d.into_messages())
+                    .map(|m| m.data.len()),
+            );
+        };
+        while queue.queued_bytes() > 4 << 20 {
+            decode(queue.pop_frame(&mut enc).unwrap(), &mut delivered);
+        }
+        queue
+            .push(&mut enc, Bytes::from(vec![2; 512 << 10]), false, frame)
+            .unwrap();
+        while let Some(f) = queue.pop_frame(&mut enc) {
+            decode(f, &mut delivered);
+        }
+        assert_eq!(delivered, [512 << 10, c.max_message_size]);
     }
 
     #[test]

@@ -68,11 +68,14 @@ pub enum Error {
         /// (`Event::Error`), as a direct path may still work.
         fatal: bool,
     },
-    /// The peer dropped a message we sent: its reassembly memory cap
-    /// (`max_reassembly_bytes`) was exceeded or a fragment was malformed. The channel stays up.
-    #[error("peer {peer} refused a message (its reassembly cap was exceeded)")]
+    /// The peer dropped a message we sent and said so (RESET or REFUSED, docs/frame.md): over
+    /// its `max_message_size`, reassembly caps (`max_reassembly_bytes`, partial messages), not
+    /// UTF-8, a malformed fragment, or lost in a sequence gap. The failing `send` returns it
+    /// when still waiting (multi-frame messages), else it arrives as `Event::Error` (one per
+    /// RESET or REFUSED frame). The channel stays up.
+    #[error("peer {peer} refused a message we sent (over its limits, malformed, or lost)")]
     MessageRefused {
-        /// The peer that sent RESET.
+        /// The peer that sent RESET or REFUSED.
         peer: PeerId,
     },
     /// Messages accepted by `send` could not be delivered: the data channel closed or broke

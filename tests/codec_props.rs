@@ -31,6 +31,16 @@ fn payload(len: usize, text: bool, seed: u8) -> Bytes {
     Bytes::from(s)
 }
 
+fn leb128(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
 fn max_frame() -> impl Strategy<Value = usize> {
     prop_oneof![MIN_FRAME_SIZE..=512usize, 512..=256 * 1024usize]
 }
@@ -223,6 +233,55 @@ proptest! {
         // One error per loss: the rest of the broken message is skipped silently.
         prop_assert!(results[lost + 1..].iter().all(|r| r == &Ok(None)), "{:?}", results);
         prop_assert_eq!(dec.buffered_bytes(), 0);
+        // The sender is told once: its message 0 was dropped.
+        prop_assert_eq!(dec.take_replies(), vec![Control::Reset(0)]);
+    }
+
+    #[test]
+    fn a_batch_delivers_its_good_entries_in_order_and_owes_the_bad_ones(
+        entries in prop::collection::vec((0usize..40, any::<bool>(), any::<bool>()), 1..30),
+    ) {
+        // Each entry: length, text, bad (text with a 0xff byte, or one byte over the 30-byte cap).
+        let limits = CodecLimits { max_message_size: 30, ..CodecLimits::default() };
+        let mut raw = Vec::new();
+        let mut good = Vec::new();
+        for (i, &(len, text, bad)) in entries.iter().enumerate() {
+            let len = if bad && !text { 31 + len } else { len.min(30) };
+            let mut data = vec![b'a' + (i % 26) as u8; len];
+            if bad && text {
+                data.push(0xff);
+                data.truncate(30);
+                *data.last_mut().unwrap_or(&mut 0) = 0xff;
+            }
+            let header = ((data.len() as u64) << 1) | u64::from(text);
+            raw.extend(leb128(header));
+            raw.extend_from_slice(&data);
+            if !bad {
+                good.push((Bytes::from(data), text));
+            }
+        }
+        let bad = entries.len() - good.len();
+        let frame = Frame { seq: 0, body: Body::Batch(Batch::parse(&raw).unwrap()) }.encode();
+        let mut dec = FrameDecoder::new(limits);
+        let result = dec.decode(&frame);
+        let delivered: Vec<(Bytes, bool)> = match result.clone() {
+            Ok(Some(Delivery::MixedBatch { messages, refused, .. })) => {
+                prop_assert_eq!(refused, bad);
+                messages.into_iter().map(|m| (m.data, m.text)).collect()
+            }
+            Ok(Some(Delivery::Batch(messages))) => {
+                prop_assert_eq!(bad, 0);
+                messages.into_iter().map(|m| (m.data, m.text)).collect()
+            }
+            Err(_) => {
+                prop_assert!(good.is_empty(), "{:?}", result);
+                Vec::new()
+            }
+            other => return Err(TestCaseError::fail(format!("{other:?}"))),
+        };
+        prop_assert_eq!(delivered, good);
+        let owed: Vec<Control> = (bad > 0).then_some(Control::Refused(bad as u64)).into_iter().collect();
+        prop_assert_eq!(dec.take_replies(), owed);
     }
 
     #[test]
@@ -264,8 +323,9 @@ proptest! {
             }
         }
         // Unfragmented messages are never buffered; a fragmented one arriving in order is one
-        // run and needs its length + one run overhead (the completing fragment counts too).
-        if len + 12 <= 64 || len + REASSEMBLY_RUN_OVERHEAD <= cap {
+        // run whose capacity ends at its length, plus one run and one partial-message overhead
+        // (the completing fragment counts too).
+        if len + 12 <= 64 || len + REASSEMBLY_RUN_OVERHEAD + REASSEMBLY_PARTIAL_OVERHEAD <= cap {
             prop_assert_eq!(outcome, Some(Ok(Some(Delivery::Message { data, text: false }))));
         } else {
             prop_assert!(matches!(outcome, Some(Err(CodecError::ReassemblyCapExceeded { .. }))), "{:?}", outcome);

@@ -42,6 +42,7 @@ fn every_error_variant_has_an_invalid_vector() {
         "SequenceGap",
         "MessageTooLarge",
         "ReassemblyCapExceeded",
+        "TooManyPartialMessages",
         "FragmentOutOfOrder",
         "DuplicateFragment",
         "FragmentPastEnd",
@@ -70,6 +71,7 @@ fn every_variant_is_listed(e: &miaou_transport::codec::CodecError) {
         | SequenceGap { .. }
         | MessageTooLarge { .. }
         | ReassemblyCapExceeded { .. }
+        | TooManyPartialMessages { .. }
         | FragmentOutOfOrder { .. }
         | DuplicateFragment { .. }
         | FragmentPastEnd { .. }

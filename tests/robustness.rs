@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use miaou_transport::codec::{CodecLimits, Delivery, FrameDecoder, FrameEncoder};
+use miaou_transport::codec::{CodecLimits, FrameDecoder, FrameEncoder};
 use miaou_transport::sdp::advertise_max_message_size;
 use miaou_transport::signaling::bridge::{self, Bridge, BridgeConfig};
 use miaou_transport::{ChannelKind, Error, Event, PeerId, Transport, TransportConfig};
@@ -210,10 +210,9 @@ impl RawPeer {
                 .await
                 .expect("a frame in time")
                 .expect("channel open");
-            match decoder.decode(&frame).expect("a valid frame") {
-                Some(Delivery::Message { data, .. }) => return data,
-                Some(Delivery::Batch(mut messages)) => return messages.remove(0).data,
-                Some(Delivery::Control(_)) | None => continue,
+            let delivered = decoder.decode(&frame).expect("a valid frame");
+            if let Some(first) = delivered.and_then(|d| d.into_messages().into_iter().next()) {
+                return first.data;
             }
         }
     }

@@ -606,3 +606,57 @@ async fn the_receive_queue_is_bounded_in_bytes() {
         assert!(recv(&b).await.data == message);
     }
 }
+
+/// The next `Event::Error` of `t`, skipping other events.
+async fn next_error(t: &Transport) -> Error {
+    let wait = async {
+        loop {
+            if let Event::Error(e) = t.next_event().await.expect("events open") {
+                return e;
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("an error event in time")
+}
+
+#[tokio::test]
+async fn a_single_frame_message_the_receiver_refuses_is_reported_to_the_sender() {
+    let bridge = bridge().await;
+    let a = Transport::connect(config(&bridge, "refused").build().unwrap())
+        .await
+        .unwrap();
+    // b accepts messages of at most 1000 bytes; a does not know, and 2000 bytes fit one frame,
+    // so a's `send` returns once queued.
+    let b = Transport::connect(
+        config(&bridge, "refused")
+            .max_message_size(1000)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let (b_id, _a_id) = tokio::join!(connected(&a), connected(&b));
+    a.send_text(&b_id, "before").await.unwrap();
+    a.send(&b_id, pattern(2000, 9)).await.unwrap();
+    a.send_text(&b_id, "after").await.unwrap();
+    // b drops only the oversized message (also when the three shared a BATCH frame)...
+    assert_eq!(recv(&b).await.as_text(), Some("before"));
+    assert_eq!(recv(&b).await.as_text(), Some("after"));
+    assert!(
+        matches!(
+            next_error(&b).await,
+            Error::Codec(miaou_transport::codec::CodecError::MessageTooLarge {
+                len: 2000,
+                max: 1000
+            })
+        ),
+        "b reports what it dropped"
+    );
+    // ...and tells a (REFUSED), whose application hears it although its `send` returned Ok.
+    assert_eq!(
+        next_error(&a).await,
+        Error::MessageRefused { peer: b_id.clone() }
+    );
+    a.send_text(&b_id, "still here").await.unwrap();
+    assert_eq!(recv(&b).await.as_text(), Some("still here"));
+}

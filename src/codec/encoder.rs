@@ -127,7 +127,8 @@ impl Plan {
         let (msg_id, chunk, frames_left) = if fits_one_frame(len, max_frame_size) {
             (None, len, 1)
         } else {
-            let chunk = max_frame_size - MAX_FRAGMENT_HEADER; // > 0: MIN_FRAME_SIZE > 42
+            // > 0: MIN_FRAME_SIZE > 42 was checked above (max(1) keeps div_ceil from panicking).
+            let chunk = max_frame_size.saturating_sub(MAX_FRAGMENT_HEADER).max(1);
             let id = enc.next_msg_id;
             enc.next_msg_id = id.wrapping_add(1);
             (Some(id), chunk, len.div_ceil(chunk))
@@ -288,14 +289,14 @@ impl<T> OutboundQueue<T> {
     fn pop_batch(&mut self, enc: &mut FrameEncoder) -> Option<Popped<T>> {
         let frame_size = self.queue.front()?.0.frame_size;
         let mut size = MAX_DATA_HEADER; // worst-case version + flags + seq
-        let mut count = 0;
+        let mut count = 0usize;
         for (plan, _) in &self.queue {
             let entry = batch_entry_len(plan.data.len());
             if !plan.is_whole() || size.saturating_add(entry) > frame_size {
                 break;
             }
-            size += entry;
-            count += 1;
+            size = size.saturating_add(entry);
+            count = count.saturating_add(1);
         }
         if count < 2 {
             return None;

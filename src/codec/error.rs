@@ -5,7 +5,8 @@
 /// One variant per failure so callers (and the hex test vectors, which name variants) can match
 /// on the cause. Sizes are in bytes; `seq`, `msg_id` and offsets are the wire values. Every
 /// decode error leaves the [`FrameDecoder`](super::FrameDecoder) usable: a failing fragment
-/// discards only the partial message it names.
+/// discards only the partial message it names, and what was dropped is owed to the sender as
+/// RESET / REFUSED ([`FrameDecoder::take_replies`](super::FrameDecoder::take_replies)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     /// The frame ended inside its header, a varint or a control payload.
@@ -62,6 +63,15 @@ pub enum CodecError {
         /// Bytes the decoder would have held (payload plus per-run bookkeeping).
         needed: usize,
         /// The cap in bytes.
+        max: usize,
+    },
+    /// Ordered mode: a fragment would start one more partial message than
+    /// `CodecLimits::max_partial_messages`; that message is refused (RESET).
+    #[error("message {msg_id} would be partial message {max} + 1, over the {max}-message cap")]
+    TooManyPartialMessages {
+        /// The message refused.
+        msg_id: u64,
+        /// The cap, in partial messages.
         max: usize,
     },
     /// Ordered mode: a fragment starts after the bytes received so far for its message.

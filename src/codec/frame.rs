@@ -9,7 +9,7 @@ pub const VERSION: u8 = 1;
 
 // Flags byte (byte 1): bits 0-2 = kind, bit 3 = TEXT, bit 4 = FRAGMENT, bits 5-7 reserved.
 // A kind field instead of one bit per kind leaves 3 reserved bits and makes "two kinds at once"
-// unrepresentable.
+// unrepresentable. All 8 kinds are assigned; a later kind needs a reserved bit (docs/frame.md).
 const KIND_MASK: u8 = 0x07;
 const KIND_DATA: u8 = 0;
 const KIND_PING: u8 = 1;
@@ -18,6 +18,7 @@ const KIND_FIN: u8 = 3;
 const KIND_FIN_ACK: u8 = 4;
 const KIND_RESET: u8 = 5;
 const KIND_BATCH: u8 = 6;
+const KIND_REFUSED: u8 = 7;
 const FLAG_TEXT: u8 = 0x08;
 const FLAG_FRAGMENT: u8 = 0x10;
 const RESERVED: u8 = 0xe0;
@@ -28,7 +29,7 @@ pub(crate) const MAX_DATA_HEADER: usize = 2 + MAX_VARINT_LEN;
 /// The fragmenter budgets this much per frame so the split never depends on varint sizes.
 pub(crate) const MAX_FRAGMENT_HEADER: usize = 2 + 4 * MAX_VARINT_LEN;
 
-/// A control message (frame kinds 1..=5); it never carries application data.
+/// A control message (frame kinds 1..=5 and 7); it never carries application data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Control {
     /// Liveness probe carrying an opaque nonce (e.g. a send timestamp chosen by the caller).
@@ -39,10 +40,15 @@ pub enum Control {
     Fin,
     /// Acknowledges a [`Control::Fin`]; the channel can now be closed.
     FinAck,
-    /// Sent back by a receiver that dropped the partial message `msg_id` (reassembly cap
-    /// exceeded, malformed fragment): the sender stops sending that message and reports a
-    /// typed error to its application. The varint is the [`Fragment::msg_id`].
+    /// Sent back by a receiver that dropped the fragmented message `msg_id` (reassembly cap
+    /// exceeded, malformed fragment, sequence gap): the sender stops sending that message and
+    /// reports a typed error to its application. The varint is the [`Fragment::msg_id`].
     Reset(u64),
+    /// Sent back by a receiver that dropped this many whole messages (unfragmented DATA frames
+    /// and BATCH entries: over its `max_message_size`, TEXT not UTF-8, lost in a sequence gap;
+    /// a frame it could not parse counts as one). Decoders never ask for 0. The sender's `send`
+    /// already returned, so it reports a typed error event to its application.
+    Refused(u64),
 }
 
 /// Fragment fields of a DATA frame with the FRAGMENT flag.
@@ -127,7 +133,7 @@ fn split_entry_header(header: u64) -> (u64, bool) {
 }
 
 fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    (u64::BITS.saturating_sub((v | 1).leading_zeros()) as usize).div_ceil(7)
 }
 
 /// What a frame carries after its sequence number.
@@ -175,10 +181,8 @@ impl<'a> Frame<'a> {
         let flags = r.byte()?;
         let kind = flags & KIND_MASK;
         let data_only = FLAG_TEXT | FLAG_FRAGMENT;
-        if flags & RESERVED != 0
-            || kind > KIND_BATCH
-            || (kind != KIND_DATA && flags & data_only != 0)
-        {
+        // Every kind value is assigned, so only the reserved bits and misplaced flags are bad.
+        if flags & RESERVED != 0 || (kind != KIND_DATA && flags & data_only != 0) {
             return Err(CodecError::UnknownFlags { flags });
         }
         let seq = r.varint()?;
@@ -213,7 +217,9 @@ impl<'a> Frame<'a> {
             KIND_PONG => Control::Pong(r.varint()?),
             KIND_FIN => Control::Fin,
             KIND_FIN_ACK => Control::FinAck,
-            _ => Control::Reset(r.varint()?), // KIND_RESET: DATA/BATCH returned above, unassigned kinds were rejected
+            KIND_RESET => Control::Reset(r.varint()?),
+            // KIND_REFUSED, the last of the 8 values of the 3-bit kind field.
+            _ => Control::Refused(r.varint()?),
         };
         match r.rest().len() {
             0 => Ok(Frame {
@@ -246,6 +252,7 @@ impl<'a> Frame<'a> {
             Body::Control(Control::Fin) => (KIND_FIN, None),
             Body::Control(Control::FinAck) => (KIND_FIN_ACK, None),
             Body::Control(Control::Reset(msg_id)) => (KIND_RESET, Some(msg_id)),
+            Body::Control(Control::Refused(count)) => (KIND_REFUSED, Some(count)),
         };
         out.put_u8(flags);
         put_varint(&mut out, self.seq);

@@ -67,8 +67,9 @@ fn frame_sizes_respect_the_limit_at_the_single_frame_threshold() {
 
 #[test]
 fn cap_error_frees_the_partial_and_decoder_stays_usable() {
+    let cap = 100 + REASSEMBLY_RUN_OVERHEAD + REASSEMBLY_PARTIAL_OVERHEAD;
     let limits = CodecLimits {
-        max_reassembly_bytes: 100 + REASSEMBLY_RUN_OVERHEAD,
+        max_reassembly_bytes: cap,
         ..CodecLimits::default()
     };
     let mut enc = FrameEncoder::new(limits);
@@ -91,15 +92,12 @@ fn cap_error_frees_the_partial_and_decoder_stays_usable() {
     assert!(
         matches!(
             err,
-            Some(CodecError::ReassemblyCapExceeded {
-                msg_id: 0,
-                max: 164,
-                ..
-            })
+            Some(CodecError::ReassemblyCapExceeded { msg_id: 0, max, .. }) if max == cap
         ),
         "{err:?}"
     );
     assert_eq!(dec.buffered_bytes(), 0);
+    assert_eq!(dec.take_replies(), [Control::Reset(0)]);
     // Resynchronise past the frames we skipped, then a fresh message still works.
     let mut dec = FrameDecoder::new(CodecLimits {
         ordered: false,
@@ -135,7 +133,10 @@ fn unordered_runs_are_charged_and_merged() {
     let mut dec = FrameDecoder::new(limits);
     assert_eq!(dec.decode(&frames[2]).unwrap(), None);
     assert_eq!(dec.decode(&frames[0]).unwrap(), None);
-    assert_eq!(dec.buffered_bytes(), 44 + 2 * REASSEMBLY_RUN_OVERHEAD);
+    assert_eq!(
+        dec.buffered_bytes(),
+        44 + 2 * REASSEMBLY_RUN_OVERHEAD + REASSEMBLY_PARTIAL_OVERHEAD
+    );
     assert_eq!(
         dec.decode(&frames[0]),
         Err(CodecError::DuplicateFragment {
@@ -145,8 +146,8 @@ fn unordered_runs_are_charged_and_merged() {
     );
     assert_eq!(dec.buffered_bytes(), 0);
     assert_eq!(
-        dec.take_dropped(),
-        Some(0),
+        dec.take_replies(),
+        [Control::Reset(0)],
         "the receiver sends RESET for message 0"
     );
     // The rest of the dropped message is skipped silently, up to and including its last frame.
@@ -154,12 +155,16 @@ fn unordered_runs_are_charged_and_merged() {
         assert_eq!(dec.decode(f).unwrap(), None);
     }
     assert_eq!(dec.buffered_bytes(), 0);
-    assert_eq!(dec.take_dropped(), None);
+    assert_eq!(dec.take_replies(), []);
     // After its last frame the id is forgotten: a new message 0 reassembles normally.
     for f in [&frames[0], &frames[1]] {
         assert_eq!(dec.decode(f).unwrap(), None);
     }
-    assert_eq!(dec.buffered_bytes(), 44 + REASSEMBLY_RUN_OVERHEAD); // [1] appended to [0]'s run
+    // [1] appended to [0]'s run, whose capacity grew from 22 to 44 bytes.
+    assert_eq!(
+        dec.buffered_bytes(),
+        44 + REASSEMBLY_RUN_OVERHEAD + REASSEMBLY_PARTIAL_OVERHEAD
+    );
     assert!(
         matches!(dec.decode(&frames[2]).unwrap(), Some(Delivery::Message { data, .. }) if data == vec![3; 66])
     );
@@ -187,7 +192,7 @@ fn unordered_mode_evicts_stale_partials_to_make_room() {
     // block the next one forever on a lossy channel.
     let limits = CodecLimits {
         ordered: false,
-        max_reassembly_bytes: 66 + REASSEMBLY_RUN_OVERHEAD,
+        max_reassembly_bytes: 66 + REASSEMBLY_RUN_OVERHEAD + REASSEMBLY_PARTIAL_OVERHEAD,
         ..CodecLimits::default()
     };
     let mut enc = FrameEncoder::new(limits);
@@ -212,6 +217,8 @@ fn unordered_mode_evicts_stale_partials_to_make_room() {
         })
     );
     assert_eq!(dec.buffered_bytes(), 0);
+    // The evicted message is owed a RESET: the sender learns it was dropped.
+    assert_eq!(dec.take_replies(), [Control::Reset(0)]);
     // Ordered mode refuses instead of evicting (there a loss is already a SequenceGap).
     let ordered = CodecLimits {
         ordered: true,
@@ -226,13 +233,14 @@ fn unordered_mode_evicts_stale_partials_to_make_room() {
     let results: Vec<_> = std::iter::from_fn(|| q.pop_frame(&mut enc))
         .map(|f| dec.decode(&f))
         .collect();
-    // Round robin: a0 (86 held), b0 would make 172 > 130; a still completes.
+    // Round robin: a0 (one partial of 22 bytes held), b0 would make two; a still completes.
+    let one = 22 + REASSEMBLY_RUN_OVERHEAD + REASSEMBLY_PARTIAL_OVERHEAD;
     assert_eq!(
         results[1],
         Err(CodecError::ReassemblyCapExceeded {
             msg_id: 1,
-            needed: 172,
-            max: 130
+            needed: 2 * one,
+            max: ordered.max_reassembly_bytes
         })
     );
     assert_eq!(
@@ -241,5 +249,91 @@ fn unordered_mode_evicts_stale_partials_to_make_room() {
             data: Bytes::from(vec![1; 66]),
             text: false
         }))
+    );
+}
+
+#[test]
+fn a_sequence_gap_owes_the_sender_what_it_dropped() {
+    let limits = CodecLimits::default();
+    let (mut enc, mut dec) = (FrameEncoder::new(limits), FrameDecoder::new(limits));
+    let mut q = OutboundQueue::new();
+    for byte in [1, 2] {
+        q.push(&mut enc, Bytes::from(vec![byte; 100]), false, 64)
+            .unwrap();
+    }
+    // Messages 0 and 1 each get a first fragment in; then a frame is lost.
+    for _ in 0..2 {
+        assert_eq!(dec.decode(&q.pop_frame(&mut enc).unwrap()), Ok(None));
+    }
+    let _lost = q.pop_frame(&mut enc).unwrap();
+    // The frame after the loss is a BATCH of two whole messages: dropped with the partials.
+    let mut q2 = OutboundQueue::new();
+    for m in [&b"x"[..], b"y"] {
+        q2.push(&mut enc, Bytes::copy_from_slice(m), false, 64)
+            .unwrap();
+    }
+    let batch = q2.pop_frame(&mut enc).unwrap();
+    assert!(matches!(
+        dec.decode(&batch),
+        Err(CodecError::SequenceGap {
+            expected: 2,
+            got: 3
+        })
+    ));
+    assert_eq!(
+        dec.take_replies(),
+        [Control::Reset(0), Control::Reset(1), Control::Refused(2)]
+    );
+    assert_eq!(dec.buffered_bytes(), 0);
+    // A late duplicate is dropped but owed nothing: its content was already received.
+    assert!(matches!(
+        dec.decode(&batch),
+        Err(CodecError::SequenceGap { .. })
+    ));
+    assert_eq!(dec.take_replies(), []);
+}
+
+#[test]
+fn a_batch_with_bad_entries_delivers_the_good_ones() {
+    let limits = CodecLimits {
+        max_message_size: 4,
+        ..CodecLimits::default()
+    };
+    let mut entries = BytesMut::new();
+    for (payload, text) in [
+        (&b"ok"[..], false),
+        (b"\xff", true),
+        (b"hello", false),
+        (b"yo", true),
+    ] {
+        frame::put_batch_entry(&mut entries, payload, text);
+    }
+    let bytes = Frame {
+        seq: 0,
+        body: Body::Batch(Batch::parse(&entries).unwrap()),
+    }
+    .encode();
+    let mut dec = FrameDecoder::new(limits);
+    let got = dec.decode(&bytes).unwrap().unwrap();
+    let Delivery::MixedBatch {
+        messages,
+        refused,
+        error,
+    } = got
+    else {
+        panic!("{got:?}");
+    };
+    let data: Vec<&[u8]> = messages.iter().map(|m| &m.data[..]).collect();
+    assert_eq!(data, [&b"ok"[..], b"yo"]);
+    assert_eq!((refused, error), (2, CodecError::InvalidUtf8));
+    assert_eq!(dec.take_replies(), [Control::Refused(2)]);
+    // The BATCH consumed its sequence number: frame 1 is the next one expected.
+    let next = Frame {
+        seq: 1,
+        body: Body::Control(Control::Fin),
+    };
+    assert_eq!(
+        dec.decode(&next.encode()),
+        Ok(Some(Delivery::Control(Control::Fin)))
     );
 }

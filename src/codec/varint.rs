@@ -37,7 +37,8 @@ impl<'a> Reader<'a> {
             if i == MAX_VARINT_LEN - 1 && b > 1 {
                 return Err(CodecError::VarintOverflow);
             }
-            value |= u64::from(b & 0x7f) << (7 * i);
+            // i < 10, so the shift is at most 63: nothing wraps.
+            value |= u64::from(b & 0x7f).wrapping_shl(7u32.saturating_mul(i as u32));
             if b & 0x80 == 0 {
                 return if b == 0 && i > 0 {
                     Err(CodecError::NonMinimalVarint)

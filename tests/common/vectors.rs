@@ -3,7 +3,8 @@
 //! Only std + bytes + hex, so it compiles for wasm32 without serde.
 //!
 //! Format: one vector per line, `tag key=value... flag...`; `#` lines are descriptions; hex may
-//! hold '.' between fields; `frames=` is a comma-separated list where `-` is an empty frame.
+//! hold '.' between fields; `frames=` is a comma-separated list where `-` is an empty frame;
+//! `replies=` lists the control frames a decoder owes the sender (`reset:ID`, `refused:N`).
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -59,6 +60,9 @@ impl<'a> Vector<'a> {
             max_reassembly_bytes: self
                 .num("max_reassembly")
                 .map_or(d.max_reassembly_bytes, |n| n as usize),
+            max_partial_messages: self
+                .num("max_partials")
+                .map_or(d.max_partial_messages, |n| n as usize),
             ordered: !self.has("unordered"),
         }
     }
@@ -130,6 +134,7 @@ fn described_frame<'a>(v: &Vector<'a>, payload: &'a [u8]) -> Frame<'a> {
         "ping" => Body::Control(Control::Ping(nonce)),
         "pong" => Body::Control(Control::Pong(nonce)),
         "reset" => Body::Control(Control::Reset(nonce)),
+        "refused" => Body::Control(Control::Refused(nonce)),
         "fin" => Body::Control(Control::Fin),
         "fin_ack" => Body::Control(Control::FinAck),
         k => panic!("line {}: unknown kind {k}", v.line),
@@ -285,14 +290,33 @@ fn check_batch(v: &Vector, ctx: &str) {
     assert_eq!(got, messages, "{ctx}: decoded messages, in order");
 }
 
+/// A control frame owed to the sender, as written in `replies=`: `reset:ID` or `refused:N`.
+fn reply_name(c: &Control) -> String {
+    match c {
+        Control::Reset(id) => format!("reset:{id}"),
+        Control::Refused(n) => format!("refused:{n}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The `replies=` list (`-` or absent = none).
+fn expected_replies(v: &Vector) -> Vec<String> {
+    match v.get("replies") {
+        None | Some("-") => Vec::new(),
+        Some(list) => list.split(',').map(str::to_string).collect(),
+    }
+}
+
 fn check_error(v: &Vector, ctx: &str) {
     let expect = v.get("expect").expect("expect=");
     let mut dec = FrameDecoder::new(v.limits());
     let frames = v.frames();
     let (last, rest) = frames.split_last().expect("frames=");
+    let mut replies = Vec::new();
     for f in rest {
         dec.decode(f)
             .unwrap_or_else(|e| panic!("{ctx}: frame {} failed early: {e}", hex::encode(f)));
+        replies.extend(dec.take_replies().iter().map(reply_name));
     }
     let err = dec
         .decode(last)
@@ -300,6 +324,57 @@ fn check_error(v: &Vector, ctx: &str) {
         .unwrap_or_else(|| panic!("{ctx}: last frame must fail"));
     assert_eq!(error_name(&err), expect, "{ctx}: {err}");
     assert!(dec.buffered_bytes() <= v.limits().max_reassembly_bytes);
+    replies.extend(dec.take_replies().iter().map(reply_name));
+    assert_eq!(
+        replies,
+        expected_replies(v),
+        "{ctx}: replies owed to the sender"
+    );
+}
+
+/// `decode_error` vectors: `frames` fed to a fresh decoder deliver exactly `messages` (hex,
+/// `:t` for text, `-` for none), report exactly `errors` (variant names from `Err` and
+/// `MixedBatch`, in order), and owe the sender exactly `replies`.
+fn check_decode(v: &Vector, ctx: &str) {
+    let mut dec = FrameDecoder::new(v.limits());
+    let (mut messages, mut errors, mut replies) = (Vec::new(), Vec::new(), Vec::new());
+    for f in v.frames() {
+        match dec.decode(&f) {
+            Ok(Some(Delivery::MixedBatch {
+                messages: good,
+                refused,
+                error,
+            })) => {
+                assert!(refused >= 1 && !good.is_empty(), "{ctx}: MixedBatch shape");
+                errors.push(error_name(&error));
+                messages.extend(good);
+            }
+            Ok(Some(d)) => messages.extend(d.into_messages()),
+            Ok(None) => {}
+            Err(e) => errors.push(error_name(&e)),
+        }
+        replies.extend(dec.take_replies().iter().map(reply_name));
+        assert!(dec.buffered_bytes() <= v.limits().max_reassembly_bytes);
+    }
+    let got: Vec<String> = messages
+        .iter()
+        .map(|m| hex::encode(&m.data) + if m.text { ":t" } else { "" })
+        .collect();
+    let want: Vec<String> = match v.get("messages") {
+        None | Some("-") => Vec::new(),
+        Some(list) => list.split(',').map(|m| m.replace('.', "")).collect(),
+    };
+    assert_eq!(got, want, "{ctx}: delivered messages");
+    let want_errors: Vec<&str> = match v.get("errors") {
+        None | Some("-") => Vec::new(),
+        Some(list) => list.split(',').collect(),
+    };
+    assert_eq!(errors, want_errors, "{ctx}: errors");
+    assert_eq!(
+        replies,
+        expected_replies(v),
+        "{ctx}: replies owed to the sender"
+    );
 }
 
 fn check_encode_error(v: &Vector, ctx: &str) {
@@ -332,6 +407,7 @@ pub fn check(src: &str) -> (usize, usize) {
             "message" => check_message(&v, &ctx),
             "batch" => check_batch(&v, &ctx),
             "error" => check_error(&v, &ctx),
+            "decode_error" => check_decode(&v, &ctx),
             "encode_error" => check_encode_error(&v, &ctx),
             t => panic!("{ctx}: unknown tag {t}"),
         }

@@ -44,7 +44,13 @@ impl Reader {
     /// the last frame's commands.
     pub(super) async fn run(mut self, frames: async_channel::Receiver<Bytes>) {
         while let Ok(frame) = frames.recv().await {
-            match self.decoder.decode_bytes(&frame) {
+            let decoded = self.decoder.decode_bytes(&frame);
+            // Tell the sender what we dropped (RESET per fragmented message, REFUSED for whole
+            // ones), so its `send` fails or its application gets MessageRefused.
+            for reply in self.decoder.take_replies() {
+                let _ = self.writer.send(WriteCmd::Control(reply)).await;
+            }
+            match decoded {
                 Ok(None) => {}
                 Ok(Some(Delivery::Message { data, text })) => {
                     if !self.deliver(data, text).await {
@@ -58,24 +64,25 @@ impl Reader {
                         }
                     }
                 }
-                Ok(Some(Delivery::Control(control))) => self.on_control(control).await,
-                Err(e) => {
-                    self.report_bad_frame(e);
-                    // Tell the sender which message we dropped so its `send` fails too.
-                    if let Some(msg_id) = self.decoder.take_dropped() {
-                        let _ = self
-                            .writer
-                            .send(WriteCmd::Control(Control::Reset(msg_id)))
-                            .await;
+                Ok(Some(Delivery::MixedBatch {
+                    messages, error, ..
+                })) => {
+                    self.report_bad_frame(error);
+                    for Payload { data, text } in messages {
+                        if !self.deliver(data, text).await {
+                            return;
+                        }
                     }
                 }
+                Ok(Some(Delivery::Control(control))) => self.on_control(control).await,
+                Err(e) => self.report_bad_frame(e),
             }
         }
         let _ = self.writer.send(WriteCmd::ChannelClosed).await;
     }
 
-    /// Logs a bad frame and reports it as `Event::Error`, at most once per
-    /// [`BAD_FRAME_REPORT_INTERVAL_MS`].
+    /// Logs a frame (or BATCH entries) we could not accept and reports it as `Event::Error`,
+    /// at most once per [`BAD_FRAME_REPORT_INTERVAL_MS`].
     fn report_bad_frame(&mut self, error: CodecError) {
         let now = backend::now_ms();
         let due = self
@@ -119,6 +126,16 @@ impl Reader {
             Control::FinAck => WriteCmd::FinAck,
             Control::Ping(nonce) => WriteCmd::Control(Control::Pong(nonce)),
             Control::Reset(msg_id) => WriteCmd::RemoteReset(msg_id),
+            Control::Refused(0) => return, // means nothing (docs/frame.md)
+            Control::Refused(messages) => {
+                // Whole messages whose `send` already returned: only an event can say so.
+                tracing::warn!(peer = %self.peer, messages, "peer refused messages we sent");
+                let error = Error::MessageRefused {
+                    peer: self.peer.clone(),
+                };
+                let _ = self.sinks.events.force_send(Event::Error(error));
+                return;
+            }
             Control::Pong(_) => return,
         };
         let _ = self.writer.send(command).await;
