@@ -1,0 +1,65 @@
+//! Like-for-like measurement of raw webrtc-rs 0.17.2 and 0.21.x data channels: one pair of peer
+//! connections in one process, loopback only, the same workloads and settings on both (see
+//! README.md here and docs/native-backend.md).
+
+pub mod stats;
+pub mod v017;
+pub mod v021;
+pub mod workloads;
+
+use std::io::Write;
+use std::path::PathBuf;
+use workloads::{Link, Plan};
+
+/// Parses `--opens N --mib N --json FILE`, runs every workload on `L` in a multi-thread tokio
+/// runtime (tokio's default: one worker per core, as native-demo), prints JSON lines on stdout
+/// and appends them to `--json FILE` if given.
+pub fn main<L: Link>(stack: &str) -> anyhow::Result<()> {
+    let mut opens = 10usize;
+    let mut mib = 64usize;
+    let mut json: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--opens" => opens = value()?.parse()?,
+            "--mib" => mib = value()?.parse()?,
+            "--json" => json = Some(value()?.into()),
+            _ => {
+                anyhow::bail!("unknown argument {arg}; usage: [--opens N] [--mib N] [--json FILE]")
+            }
+        }
+    }
+    anyhow::ensure!(opens > 0 && mib > 0, "--opens and --mib must be positive");
+    let plan = Plan {
+        opens,
+        total: mib * 1024 * 1024,
+        sizes: &[16 * 1024, 64_000],
+        rate_messages: 50_000,
+        rtt_rounds: 1000,
+        rtt_warmup: 100,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let figures = runtime.block_on(workloads::run::<L>(stack, plan))?;
+    let mut lines = String::new();
+    for figure in &figures {
+        lines.push_str(&serde_json::to_string(figure)?);
+        lines.push('\n');
+    }
+    print!("{lines}");
+    if let Some(path) = json {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .write_all(lines.as_bytes())?;
+    }
+    // Drop the runtime without waiting for the stacks' background tasks to notice the close.
+    runtime.shutdown_background();
+    Ok(())
+}
