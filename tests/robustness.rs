@@ -278,6 +278,32 @@ async fn events_for(t: &Transport, peer: &PeerId, ms: u64) -> (Vec<Error>, bool)
     (errors, disconnected)
 }
 
+/// Sends `junk` signals from `raw` to `t`, then checks that each was reported as an error,
+/// that `t` kept the connection, and that it still carries messages both ways.
+async fn survives(t: &Transport, raw: &RawPeer, dc: &RTCDataChannel, junk: &[Value]) {
+    for signal in junk {
+        raw.signal(t.peer_id(), signal.clone());
+    }
+    let (errors, disconnected) = events_for(t, &raw.id, 1_500).await;
+    assert!(!disconnected, "the connection survived the junk");
+    assert_eq!(
+        errors.len(),
+        junk.len(),
+        "each refused signal is reported: {errors:?}"
+    );
+    still_works(t, raw, dc).await;
+}
+
+/// A `Transport` in `room`, with defaults.
+async fn transport(bridge: &Bridge, room: &str) -> Transport {
+    let config = TransportConfig::builder(bridge.ws_url(), room).build();
+    Transport::connect(config.unwrap()).await.unwrap()
+}
+
+fn description(sdp_type: &str, sdp: &str) -> Value {
+    json!({"kind": "description", "sdpType": sdp_type, "sdp": sdp})
+}
+
 /// After the junk, the original connection still carries messages both ways.
 async fn still_works(t: &Transport, raw: &RawPeer, dc: &RTCDataChannel) {
     assert!(t.peers().contains(&raw.id), "peer still listed");
@@ -307,13 +333,7 @@ async fn stray_signals_from_the_answering_peer_do_not_break_our_connection() {
     let bridge = bridge().await;
     // The raw peer is there first, so the Transport offers and the raw peer answers.
     let mut raw = RawPeer::join(&bridge, "stray-answerer").await;
-    let t = Transport::connect(
-        TransportConfig::builder(bridge.ws_url(), "stray-answerer")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let t = transport(&bridge, "stray-answerer").await;
     raw.trickle_to(t.peer_id());
     let dc = raw.negotiate_until_open(t.peer_id()).await;
     connected_to(&t, &raw.id).await;
@@ -321,24 +341,12 @@ async fn stray_signals_from_the_answering_peer_do_not_break_our_connection() {
     // A second answer (no offer of ours awaits one), an offer in the wrong direction (we are
     // the offerer), and an ICE candidate the stack cannot parse.
     let answer = raw.pc.local_description().await.unwrap().sdp;
-    raw.signal(
-        t.peer_id(),
-        json!({"kind": "description", "sdpType": "answer", "sdp": answer}),
-    );
-    raw.signal(
-        t.peer_id(),
-        json!({"kind": "description", "sdpType": "offer", "sdp": answer}),
-    );
-    raw.signal(t.peer_id(), garbage_candidate());
-
-    let (errors, disconnected) = events_for(&t, &raw.id, 1_500).await;
-    assert!(!disconnected, "the connection survived the junk");
-    assert_eq!(
-        errors.len(),
-        3,
-        "each refused signal is reported: {errors:?}"
-    );
-    still_works(&t, &raw, &dc).await;
+    let junk = [
+        description("answer", &answer),
+        description("offer", &answer),
+        garbage_candidate(),
+    ];
+    survives(&t, &raw, &dc, &junk).await;
     t.close().await.ok();
 }
 
@@ -346,13 +354,7 @@ async fn stray_signals_from_the_answering_peer_do_not_break_our_connection() {
 async fn an_unusable_offer_from_a_connected_peer_keeps_the_connection_it_has() {
     let bridge = bridge().await;
     // The Transport is there first, so the raw peer (the newcomer) offers.
-    let t = Transport::connect(
-        TransportConfig::builder(bridge.ws_url(), "stray-offerer")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let t = transport(&bridge, "stray-offerer").await;
     let mut raw = RawPeer::join(&bridge, "stray-offerer").await;
     raw.trickle_to(t.peer_id());
     raw.offer_channel(t.peer_id()).await;
@@ -361,24 +363,12 @@ async fn an_unusable_offer_from_a_connected_peer_keeps_the_connection_it_has() {
 
     // A re-offer whose SDP no stack accepts, an answer in the wrong direction (we answer),
     // and an unusable candidate.
-    raw.signal(
-        t.peer_id(),
-        json!({"kind": "description", "sdpType": "offer", "sdp": "v=0\r\nthis is no SDP\r\n"}),
-    );
-    raw.signal(
-        t.peer_id(),
-        json!({"kind": "description", "sdpType": "answer", "sdp": "v=0\r\n"}),
-    );
-    raw.signal(t.peer_id(), garbage_candidate());
-
-    let (errors, disconnected) = events_for(&t, &raw.id, 1_500).await;
-    assert!(!disconnected, "the connection survived the junk");
-    assert_eq!(
-        errors.len(),
-        3,
-        "each refused signal is reported: {errors:?}"
-    );
-    still_works(&t, &raw, &dc).await;
+    let junk = [
+        description("offer", "v=0\r\nthis is no SDP\r\n"),
+        description("answer", "v=0\r\n"),
+        garbage_candidate(),
+    ];
+    survives(&t, &raw, &dc, &junk).await;
     t.close().await.ok();
 }
 
@@ -389,13 +379,7 @@ async fn a_peer_whose_max_message_size_fits_no_frame_is_refused_once_with_the_re
     let bridge = bridge().await;
     let mut raw = RawPeer::join(&bridge, "tiny-limit").await;
     raw.advertise = Some(32);
-    let t = Transport::connect(
-        TransportConfig::builder(bridge.ws_url(), "tiny-limit")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let t = transport(&bridge, "tiny-limit").await;
     raw.trickle_to(t.peer_id());
     let wait = async {
         loop {
