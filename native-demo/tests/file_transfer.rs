@@ -1124,6 +1124,35 @@ fn send_fails_on_a_missing_or_wrong_acknowledgement() {
 }
 
 #[test]
+fn send_fails_naming_the_peer_that_refuses_its_messages() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("chunky.bin");
+    std::fs::write(&path, Noise(seed()).bytes(4 * CHUNK)).unwrap();
+    let rt = runtime();
+    // A peer whose transport takes messages of 1 KiB at most: every chunk is refused (RESET).
+    let config = TransportConfig::builder(&ws, "refuse")
+        .max_message_size(1024)
+        .build()
+        .unwrap();
+    let transport = rt.block_on(Transport::connect(config)).unwrap();
+    let me = transport.peer_id().to_string();
+    let mut sender = send(&ws, "refuse", &[path]);
+    let status = sender.wait_exit(Duration::from_secs(60));
+    let stderr = sender.stderr();
+    assert!(!status.success(), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        error.contains(&format!("peer {me} refused a message")),
+        "the error names the refusing peer: {error}"
+    );
+    rt.block_on(transport.close()).ok();
+}
+
+#[test]
 fn receive_refuses_messages_larger_than_a_chunk_plus_control_headroom() {
     let (_bridge, ws) = bridge();
     let dst = tempfile::tempdir().unwrap();
