@@ -20,22 +20,43 @@ const peers = new Map(); // peerId -> "joined" | "connected"
 const CHUNK_SIZE = 64 * 1024;
 /** Largest declared size: 2^53 - 1, exact in a JS number. */
 const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER;
-/** After a sender disconnects mid-file, how long its queued messages may still complete it. */
+/** Largest file this page receives, bytes (2 GiB): it holds received files in memory, so it
+ *  also refuses a file-start that would take the files it is receiving at once past this. */
+const PAGE_MAX_FILE_SIZE = 2 ** 31;
+/** After a sender disconnects mid-file, how long its queued messages may still complete it;
+ *  likewise after a receiver leaves, how long its acknowledgement may still arrive. */
 const DISCONNECT_GRACE_MS = 2000;
+/** How long a sent file waits after its file-end for each receiver's acknowledgement, ms. */
+const ACK_TIMEOUT_MS = 60_000;
+/** Entries kept in the hooks `miaouChat.received` and `miaouChat.files` (oldest dropped). */
+const MAX_KEPT = 200;
+/** Longest file-error reason sent, characters. */
+const MAX_REASON = 1000;
+/** The `type`s of file messages; any other text message is chat. */
+const FILE_TYPES = new Set(["file-start", "file-end", "file-received", "file-error", "file-declined"]);
 
 class FileProtocolError extends Error {}
 
-/** A file message ({type:"file-start"|"file-end", …}) from a text message, or null for chat.
- *  Throws FileProtocolError("malformed …") for a file message with missing or wrong fields. */
+/** A file message ({type:"file-start"|"file-end"|"file-received"|"file-error"|"file-declined",
+ *  …}) from a text message, or null for chat. Throws FileProtocolError("malformed …") for a
+ *  file message with missing or wrong fields. */
 function parseFileMessage(text) {
   let value;
   try { value = JSON.parse(text); } catch { return null; }
   if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
   const kind = value.type;
-  if (kind !== "file-start" && kind !== "file-end") return null;
+  if (!FILE_TYPES.has(kind)) return null;
   const malformed = (what) => new FileProtocolError(`malformed file message: ${kind}: ${what}`);
   const { id } = value;
-  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw malformed(`"id" must be an integer 0..=4294967295`);
+  const validId = Number.isInteger(id) && id >= 0 && id <= 0xffffffff;
+  if (kind === "file-error") {
+    // "id" is optional here: a fault that belongs to no transfer.
+    if (id !== undefined && !validId) throw malformed(`"id" must be an integer 0..=4294967295`);
+    if (typeof value.reason !== "string") throw malformed(`"reason" must be a string`);
+    return { type: kind, id: id ?? null, reason: value.reason };
+  }
+  if (!validId) throw malformed(`"id" must be an integer 0..=4294967295`);
+  if (kind === "file-declined") return { type: kind, id };
   if (kind === "file-start") {
     if (typeof value.name !== "string") throw malformed(`"name" must be a string`);
     if (!Number.isInteger(value.size) || value.size < 0 || value.size > MAX_FILE_SIZE) {
@@ -68,6 +89,17 @@ function hex(buffer) {
 async function sha256Hex(blob) {
   if (!crypto.subtle) throw new Error("SHA-256 needs a secure context (https, or http://127.0.0.1 / localhost)");
   return hex(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer()));
+}
+
+/** `text` with control characters escaped, for showing what a remote peer sent. */
+function printable(text) {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+}
+
+/** Appends `item` to a test-hook array, dropping the oldest past MAX_KEPT. */
+function keep(array, item) {
+  array.push(item);
+  if (array.length > MAX_KEPT) array.splice(0, array.length - MAX_KEPT);
 }
 
 function formatBytes(bytes) {
@@ -140,6 +172,25 @@ class TransferCard {
     this.detail.textContent = `${formatBytes(bytes)} of ${formatBytes(this.size)} · ${percent}% · ${this.rate(bytes)}`;
   }
 
+  /** Sender's card: the file-end is out, acknowledgements awaited. */
+  awaitingAcks(waiting) {
+    this.detail.textContent = `sent · waiting for ${waiting.map(shortId).join(", ")} to verify…`;
+  }
+
+  /** Sender's card: `peerId` acknowledged the file with the right SHA-256. */
+  verifiedBy(peerId) {
+    if (!this.acks) {
+      this.acks = document.createElement("div");
+      this.acks.className = "file-acks";
+      this.item.append(this.acks);
+    }
+    const line = document.createElement("div");
+    line.className = "verified";
+    line.title = peerId;
+    line.textContent = `verified by ${shortId(peerId)}`;
+    this.acks.append(line);
+  }
+
   done({ sha256, blobUrl = null, name = null }) {
     this.bar.value = this.bar.max;
     this.item.classList.add("done");
@@ -197,24 +248,47 @@ function receiverOf(peerId) {
   return incoming.get(peerId);
 }
 
+/** Sends an acknowledgement (file-received / file-error) to the sender `peerId`. A sender that
+ *  is gone cannot hear it: nothing to do then. */
+function acknowledge(peerId, message) {
+  window.miaouChat.transport.send(peerId, JSON.stringify(message)).catch(() => {});
+}
+
 /** Ends the open transfer of `rx` with `error` (its card marked failed); next state `next`. */
 function abort(rx, error, next) {
   rx.card?.fail(error.message);
   Object.assign(rx, { state: next, parts: null, card: null });
 }
 
-function fileError(peerId, rx, error, next) {
+/** Reports `error` from `peerId`: logged, the open transfer (if any) aborted, and the sender
+ *  told with one file-error per transfer in `ids` (one without id when `ids` is empty). */
+function fileError(peerId, rx, error, next, ids = []) {
   if (rx.state === "receiving") abort(rx, error, next);
   else rx.state = next;
   logLine(`file from ${shortId(peerId)}: ${error.message}`, { notice: true, error: true });
+  const reason = error.message.slice(0, MAX_REASON);
+  if (ids.length === 0) acknowledge(peerId, { type: "file-error", reason });
+  for (const id of ids) acknowledge(peerId, { type: "file-error", id, reason });
+}
+
+/** Bytes of the files being received now, from every sender (declared sizes). */
+function bytesBeingReceived() {
+  let total = 0;
+  for (const rx of incoming.values()) if (rx.state === "receiving") total += rx.size;
+  return total;
 }
 
 function onFileStart(peerId, rx, { id, name, size }) {
   if (rx.state === "receiving") {
-    return fileError(peerId, rx, new FileProtocolError(`start before end: file-start ${id} while transfer ${rx.id} is still open (both dropped)`), "skipping");
+    return fileError(peerId, rx, new FileProtocolError(`start before end: file-start ${id} while transfer ${rx.id} is still open (both dropped)`), "skipping", [rx.id, id]);
   }
   let base;
-  try { base = baseName(name); } catch (error) { return fileError(peerId, rx, error, "skipping"); }
+  try { base = baseName(name); } catch (error) { return fileError(peerId, rx, error, "skipping", [id]); }
+  const busy = bytesBeingReceived();
+  if (size > PAGE_MAX_FILE_SIZE - busy) {
+    const already = busy ? ` (${formatBytes(busy)} already being received)` : "";
+    return fileError(peerId, rx, new FileProtocolError(`too large for the page: transfer ${id} (${base}) is ${formatBytes(size)}; this page receives at most ${formatBytes(PAGE_MAX_FILE_SIZE)} at once${already}`), "skipping", [id]);
+  }
   const card = new TransferCard({ mine: false, peer: peerId, name: base, size });
   Object.assign(rx, { state: "receiving", id, name: base, size, received: 0, parts: [], card });
 }
@@ -225,11 +299,11 @@ function onChunk(peerId, rx, chunk) {
     return fileError(peerId, rx, new FileProtocolError(`chunk without start: ${chunk.length}-byte binary message with no file-start`), "idle");
   }
   if (chunk.length > CHUNK_SIZE) {
-    return fileError(peerId, rx, new FileProtocolError(`oversized chunk in transfer ${rx.id}: ${chunk.length} bytes, at most ${CHUNK_SIZE}`), "skipping");
+    return fileError(peerId, rx, new FileProtocolError(`oversized chunk in transfer ${rx.id}: ${chunk.length} bytes, at most ${CHUNK_SIZE}`), "skipping", [rx.id]);
   }
   const received = rx.received + chunk.length;
   if (received > rx.size) {
-    return fileError(peerId, rx, new FileProtocolError(`size mismatch in transfer ${rx.id} (${rx.name}): declared ${rx.size} bytes, received more (${received})`), "skipping");
+    return fileError(peerId, rx, new FileProtocolError(`size mismatch in transfer ${rx.id} (${rx.name}): declared ${rx.size} bytes, received more (${received})`), "skipping", [rx.id]);
   }
   rx.parts.push(chunk);
   rx.received = received;
@@ -238,10 +312,10 @@ function onChunk(peerId, rx, chunk) {
 
 function onFileEnd(peerId, rx, { id, sha256 }) {
   if (rx.state === "skipping") { rx.state = "idle"; return; }
-  if (rx.state === "idle") return fileError(peerId, rx, new FileProtocolError(`end without start: file-end ${id} with no transfer open`), "idle");
-  if (id !== rx.id) return fileError(peerId, rx, new FileProtocolError(`id mismatch: file-end ${id} while transfer ${rx.id} is open`), "idle");
+  if (rx.state === "idle") return fileError(peerId, rx, new FileProtocolError(`end without start: file-end ${id} with no transfer open`), "idle", [id]);
+  if (id !== rx.id) return fileError(peerId, rx, new FileProtocolError(`id mismatch: file-end ${id} while transfer ${rx.id} is open`), "idle", [rx.id, id]);
   if (rx.received !== rx.size) {
-    return fileError(peerId, rx, new FileProtocolError(`size mismatch in transfer ${id} (${rx.name}): declared ${rx.size} bytes, file-end after ${rx.received}`), "idle");
+    return fileError(peerId, rx, new FileProtocolError(`size mismatch in transfer ${id} (${rx.name}): declared ${rx.size} bytes, file-end after ${rx.received}`), "idle", [id]);
   }
   // The next transfer from this peer may start while we hash: leave the state idle now.
   const { name, size, parts, card } = rx;
@@ -249,17 +323,24 @@ function onFileEnd(peerId, rx, { id, sha256 }) {
   const blob = new Blob(parts);
   sha256Hex(blob).then((actual) => {
     if (actual !== sha256) {
+      const reason = `hash mismatch in transfer ${id} (${name}): file-end says sha256 ${sha256}, data has ${actual}`;
       card.fail(`hash mismatch: file-end says sha256 ${sha256}, data has ${actual}`);
       logLine(`file from ${shortId(peerId)}: hash mismatch in transfer ${id} (${name})`, { notice: true, error: true });
+      acknowledge(peerId, { type: "file-error", id, reason });
       return;
     }
     const blobUrl = URL.createObjectURL(blob);
-    window.miaouChat.files.push({ peerId, name, size, sha256: actual, blobUrl });
+    keep(window.miaouChat.files, { peerId, name, size, sha256: actual, blobUrl });
     card.done({ sha256: actual, blobUrl, name });
-  }).catch((error) => card.fail(error.message));
+    acknowledge(peerId, { type: "file-received", id, sha256: actual });
+  }).catch((error) => {
+    card.fail(error.message);
+    acknowledge(peerId, { type: "file-error", id, reason: error.message.slice(0, MAX_REASON) });
+  });
 }
 
 function onPeerGone(peerId) {
+  for (const pending of outgoing.values()) pending.peerGone(peerId);
   const rx = incoming.get(peerId);
   if (rx?.state !== "receiving") { incoming.delete(peerId); return; }
   // Messages it sent before leaving may still be queued: give them a moment to complete it.
@@ -278,23 +359,94 @@ function onMessage(peerId, data) {
   try {
     message = parseFileMessage(data);
   } catch (error) {
-    return fileError(peerId, rx, error, "skipping");
+    return fileError(peerId, rx, error, "skipping", rx.state === "receiving" ? [rx.id] : []);
   }
   if (message === null) {
-    window.miaouChat.received.push([peerId, data]);
+    keep(window.miaouChat.received, [peerId, data]);
     return logLine(data, { from: peerId });
   }
   if (message.type === "file-start") return onFileStart(peerId, rx, message);
-  return onFileEnd(peerId, rx, message);
+  if (message.type === "file-end") return onFileEnd(peerId, rx, message);
+  return onAck(peerId, message);
 }
 
 // ---- sending files -----------------------------------------------------------------------------
 
 let nextId = 1;
 let sendQueue = Promise.resolve();
+/** Transfers we are sending: id -> Pending. At most one at a time (sendQueue). */
+const outgoing = new Map();
+
+/** The acknowledgements one sent transfer waits for (docs/file-transfer.md, "Delivery"). */
+class Pending {
+  constructor({ id, name, to, card }) {
+    Object.assign(this, { id, name, card, sha256: null, ended: false, failure: null });
+    this.waiting = new Set(to);
+    this.verified = [];
+    this.declined = [];
+    this.settled = new Promise((resolve, reject) => { this.resolve = resolve; this.reject = reject; });
+    this.settled.catch(() => {});
+  }
+
+  fail(message) {
+    if (this.failure) return;
+    this.failure = new Error(message);
+    this.reject(this.failure);
+  }
+
+  check() {
+    if (this.failure) return;
+    if (this.waiting.size === 0 && this.verified.length === 0) {
+      return this.fail(`no peer takes files (${this.declined.map(shortId).join(", ")} declined); ${this.name} reached nobody`);
+    }
+    if (this.ended && this.waiting.size === 0) this.resolve(this.verified);
+  }
+
+  onAck(peerId, message) {
+    if (!this.waiting.has(peerId)) return;
+    const who = shortId(peerId);
+    if (message.type === "file-error") return this.fail(`${who} rejected ${this.name}: ${printable(message.reason)}`);
+    this.waiting.delete(peerId);
+    if (message.type === "file-declined") {
+      this.declined.push(peerId);
+    } else if (this.sha256 !== null && message.sha256 !== this.sha256) {
+      return this.fail(`${who} acknowledged ${this.name} with sha256 ${message.sha256}, we sent ${this.sha256}`);
+    } else {
+      this.verified.push(peerId);
+      this.card.verifiedBy(peerId);
+    }
+    this.check();
+  }
+
+  peerGone(peerId) {
+    if (!this.waiting.has(peerId)) return;
+    // An acknowledgement already on its way may still arrive.
+    setTimeout(() => {
+      if (this.waiting.has(peerId)) this.fail(`${shortId(peerId)} left before acknowledging ${this.name}`);
+    }, DISCONNECT_GRACE_MS);
+  }
+
+  /** Resolves with the peers that verified the file; rejects on the first failure or after
+   *  ACK_TIMEOUT_MS. */
+  async acknowledged(sha256) {
+    Object.assign(this, { sha256, ended: true });
+    this.check();
+    const timer = setTimeout(() => this.fail(`no acknowledgement of ${this.name} from ${[...this.waiting].map(shortId).join(", ")} within ${ACK_TIMEOUT_MS / 1000} s`), ACK_TIMEOUT_MS);
+    try { return await this.settled; } finally { clearTimeout(timer); }
+  }
+}
+
+/** An acknowledgement from a receiver: for the transfer it names, or (file-error without id)
+ *  for whatever we are sending to that peer. */
+function onAck(peerId, message) {
+  const targets = message.id === null ? [...outgoing.values()] : [outgoing.get(message.id)].filter(Boolean);
+  for (const pending of targets) pending.onAck(peerId, message);
+}
 
 /** Sends `file` (a File or Blob) to every connected peer; transfers run one after the other.
- *  Resolves with { id, name, size, sha256, peers } once the last message is handed over. */
+ *  Resolves with { id, name, size, sha256, peers, verifiedBy } once every peer acknowledged it
+ *  (file-received with our SHA-256); rejects, naming the peer, on a rejection, a peer gone or
+ *  no acknowledgement within ACK_TIMEOUT_MS. */
 function sendFile(file) {
   const run = sendQueue.then(() => sendOne(file));
   sendQueue = run.catch(() => {});
@@ -309,7 +461,13 @@ async function sendOne(file) {
   const id = nextId++;
   const size = file.size;
   const card = new TransferCard({ mine: true, name, size, to });
-  const toAll = (data) => Promise.all(to.map((peerId) => transport.send(peerId, data)));
+  const pending = new Pending({ id, name, to, card });
+  outgoing.set(id, pending);
+  // To the peers still waited for (not those that declined); stops at the first failure.
+  const toAll = async (data) => {
+    if (pending.failure) throw pending.failure;
+    await Promise.all([...pending.waiting].map((peerId) => transport.send(peerId, data)));
+  };
   try {
     const hashing = sha256Hex(file); // runs while the chunks go out
     hashing.catch(() => {});
@@ -321,11 +479,15 @@ async function sendOne(file) {
     }
     const sha256 = await hashing;
     await toAll(JSON.stringify({ type: "file-end", id, sha256 }));
+    card.awaitingAcks([...pending.waiting]);
+    const verifiedBy = await pending.acknowledged(sha256);
     card.done({ sha256 });
-    return { id, name, size, sha256, peers: to };
+    return { id, name, size, sha256, peers: to, verifiedBy };
   } catch (error) {
-    card.fail(`not sent: ${error.message}`);
+    card.fail(pending.failure === error ? error.message : `not sent: ${error.message}`);
     throw error;
+  } finally {
+    outgoing.delete(id);
   }
 }
 
@@ -402,7 +564,8 @@ async function main() {
   if (params.get("relay") === "1") options.iceTransportPolicy = "relay";
   const transport = await Transport.connect(options);
   // Exposed for the end-to-end tests and for poking at from the devtools console:
-  // `received` holds chat lines [peerId, text]; `files` the verified received files.
+  // `received` holds chat lines [peerId, text]; `files` the verified received files (the last
+  // MAX_KEPT of each).
   window.miaouChat = { transport, received: [], files: [], sendFile };
   $("me").textContent = transport.peerId;
   status(`in room “${room}”`, "ok");

@@ -1,6 +1,8 @@
-//! The file-transfer protocol of `docs/file-transfer.md`: encoding and parsing of its messages,
-//! and [`FileReceiver`], the per-sender receiver state machine that writes a file to disk as its
-//! chunks arrive and checks size and SHA-256 at the end.
+//! The file-transfer protocol of `docs/file-transfer.md`: encoding and parsing of its messages
+//! (the sender's `file-start` / `file-end`, the receiver's `file-received` / `file-error` /
+//! `file-declined` acknowledgements), and [`FileReceiver`], the per-sender receiver state machine that writes a
+//! file to disk as its chunks arrive, checks size and SHA-256 at the end and moves it into
+//! place without ever replacing an existing file.
 //!
 //! Pure protocol logic plus plain file I/O: no transport, no async, so every rule is unit-tested
 //! here without a network.
@@ -8,12 +10,23 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
 
-/// Chunk size: every binary message of a transfer carries this many bytes, except the last.
+/// Chunk size, bytes: every binary message of a transfer carries this many bytes, except the
+/// last.
 pub const CHUNK_SIZE: usize = 64 * 1024;
+
+/// Room for one control message (`file-start`, `file-end`, `file-received`, `file-error`, a
+/// short chat line), bytes. The longest the protocol produces is a `file-start` with a 255-byte
+/// name whose every byte JSON doubles (`"` or `\`): under 600 bytes; a `file-error` reason is
+/// cut to [`MAX_REASON_BYTES`].
+pub const MAX_CONTROL_BYTES: usize = 4 * 1024;
+
+/// Largest message a file-transfer endpoint accepts, bytes (`max_message_size` of `send` and
+/// `receive`): one chunk or one control message, with room to spare.
+pub const MAX_MESSAGE_BYTES: usize = CHUNK_SIZE + MAX_CONTROL_BYTES;
 
 /// Largest `size` a `file-start` may declare: 2^53 - 1, the largest integer a JavaScript number
 /// holds exactly.
@@ -22,13 +35,38 @@ pub const MAX_FILE_SIZE: u64 = (1 << 53) - 1;
 /// Longest accepted file name, bytes (the usual file-system limit on one path component).
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// Longest `reason` a `file-error` carries, bytes; longer ones are cut (at a character
+/// boundary) and end in `…`.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// How many names a receiver tries for one file: `name`, then `name (1)` … `name (999)`; when
+/// all exist the transfer fails with [`FileError::NameTaken`].
+pub const MAX_NAME_TRIES: u32 = 1000;
+
 /// A file-protocol text message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
-    /// Opens a transfer. `name` is as received: the receiver reduces it with [`base_name`].
+    /// Sender → receiver: opens a transfer. `name` is as received: the receiver reduces it with
+    /// [`base_name`].
     Start { id: u32, name: String, size: u64 },
-    /// Closes the transfer `id`; `sha256` is 64 hex digits.
+    /// Sender → receiver: closes the transfer `id`; `sha256` is 64 lowercase hex digits.
     End { id: u32, sha256: String },
+    /// Receiver → sender: how a transfer ended.
+    Ack(Ack),
+}
+
+/// A receiver's end-to-end acknowledgement of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// `file-received`: transfer `id` was verified (size and SHA-256) and is in place;
+    /// `sha256` (lowercase hex) is the hash of the data the receiver got.
+    Received { id: u32, sha256: String },
+    /// `file-error`: the receiver rejected transfer `id` (`None`: a fault that belongs to no
+    /// transfer, e.g. a chunk with no transfer open). `reason` is the receiver's error text.
+    Failed { id: Option<u32>, reason: String },
+    /// `file-declined`: the peer takes no files at all (it is itself a sender); the sender
+    /// stops sending to it and does not wait for its acknowledgements.
+    Declined { id: u32 },
 }
 
 #[derive(Serialize)]
@@ -41,83 +79,197 @@ struct StartJson<'a> {
 }
 
 #[derive(Serialize)]
-struct EndJson<'a> {
+struct DigestJson<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     id: u32,
     sha256: &'a str,
 }
 
+#[derive(Serialize)]
+struct IdJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u32,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u32>,
+    reason: &'a str,
+}
+
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("plain struct serializes")
+}
+
 /// `{"type":"file-start","id":…,"name":"…","size":…}`
 pub fn encode_start(id: u32, name: &str, size: u64) -> String {
-    serde_json::to_string(&StartJson {
+    json(&StartJson {
         kind: "file-start",
         id,
         name,
         size,
     })
-    .expect("plain struct serializes")
 }
 
 /// `{"type":"file-end","id":…,"sha256":"<64 lowercase hex digits>"}`
 pub fn encode_end(id: u32, sha256: &[u8]) -> String {
-    let hex = hex::encode(sha256);
-    serde_json::to_string(&EndJson {
+    json(&DigestJson {
         kind: "file-end",
         id,
-        sha256: &hex,
+        sha256: &hex::encode(sha256),
     })
-    .expect("plain struct serializes")
 }
 
+/// `{"type":"file-received","id":…,"sha256":"<64 lowercase hex digits>"}`; `sha256_hex` as in
+/// [`CompletedFile::sha256`].
+pub fn encode_received(id: u32, sha256_hex: &str) -> String {
+    json(&DigestJson {
+        kind: "file-received",
+        id,
+        sha256: sha256_hex,
+    })
+}
+
+/// `{"type":"file-error","id":…,"reason":"…"}`, without `"id"` when `id` is `None`; `reason`
+/// is cut to [`MAX_REASON_BYTES`].
+pub fn encode_error(id: Option<u32>, reason: &str) -> String {
+    json(&ErrorJson {
+        kind: "file-error",
+        id,
+        reason: &truncate(reason, MAX_REASON_BYTES),
+    })
+}
+
+/// `{"type":"file-declined","id":…}`
+pub fn encode_declined(id: u32) -> String {
+    json(&IdJson {
+        kind: "file-declined",
+        id,
+    })
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, ending in `…` when cut.
+fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+/// `text` with control characters escaped (`\u{1b}`), for printing what a remote peer sent on
+/// a terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The `"type"`s of file messages; any other text message is chat.
+const FILE_TYPES: [&str; 5] = [
+    "file-start",
+    "file-end",
+    "file-received",
+    "file-error",
+    "file-declined",
+];
+
 /// Classifies a text message: `Ok(None)` for chat (anything that is not a JSON object whose
-/// `"type"` is `"file-start"` or `"file-end"`), `Ok(Some(_))` for a well-formed file message,
-/// [`FileError::Malformed`] for a file message with missing or wrong fields.
+/// `"type"` is one of `"file-start"`, `"file-end"`, `"file-received"`, `"file-error"`,
+/// `"file-declined"`),
+/// `Ok(Some(_))` for a well-formed file message, [`FileError::Malformed`] (with `open: None`)
+/// for a file message with missing or wrong fields.
 pub fn parse_text(text: &str) -> Result<Option<Control>, FileError> {
     let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text)
     else {
         return Ok(None);
     };
-    let kind = match object.get("type").and_then(|t| t.as_str()) {
-        Some(kind @ ("file-start" | "file-end")) => kind,
-        _ => return Ok(None),
+    let Some(kind) = object
+        .get("type")
+        .and_then(|t| t.as_str())
+        .filter(|kind| FILE_TYPES.contains(kind))
+    else {
+        return Ok(None);
     };
-    let malformed = |what: &str| FileError::Malformed(format!("{kind}: {what}"));
-    let id = object
-        .get("id")
+    let malformed = |what: &str| FileError::Malformed {
+        what: format!("{kind}: {what}"),
+        open: None,
+    };
+    let id_field = object.get("id");
+    let id = id_field
         .and_then(|v| v.as_u64())
         .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| malformed("\"id\" must be an integer 0..=4294967295"))?;
-    if kind == "file-start" {
-        let name = object
-            .get("name")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| malformed("\"name\" must be a string"))?;
-        let size = object
-            .get("size")
-            .and_then(|v| v.as_u64())
-            .filter(|size| *size <= MAX_FILE_SIZE)
-            .ok_or_else(|| malformed("\"size\" must be an integer 0..=2^53-1"))?;
-        Ok(Some(Control::Start {
-            id,
-            name: name.to_owned(),
-            size,
-        }))
-    } else {
-        let sha256 = object
+        .ok_or_else(|| malformed("\"id\" must be an integer 0..=4294967295"));
+    let sha256 = || {
+        object
             .get("sha256")
             .and_then(|v| v.as_str())
             .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| malformed("\"sha256\" must be 64 hex digits"))?;
-        Ok(Some(Control::End {
-            id,
-            sha256: sha256.to_ascii_lowercase(),
-        }))
+            .map(|s| s.to_ascii_lowercase())
+            .ok_or_else(|| malformed("\"sha256\" must be 64 hex digits"))
+    };
+    match kind {
+        "file-start" => {
+            let id = id?;
+            let name = object
+                .get("name")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| malformed("\"name\" must be a string"))?;
+            let size = object
+                .get("size")
+                .and_then(|v| v.as_u64())
+                .filter(|size| *size <= MAX_FILE_SIZE)
+                .ok_or_else(|| malformed("\"size\" must be an integer 0..=2^53-1"))?;
+            Ok(Some(Control::Start {
+                id,
+                name: name.to_owned(),
+                size,
+            }))
+        }
+        "file-end" => Ok(Some(Control::End {
+            id: id?,
+            sha256: sha256()?,
+        })),
+        "file-received" => Ok(Some(Control::Ack(Ack::Received {
+            id: id?,
+            sha256: sha256()?,
+        }))),
+        "file-declined" => Ok(Some(Control::Ack(Ack::Declined { id: id? }))),
+        _ => {
+            // file-error: "id" is optional, but when present it must be valid.
+            let id = match id_field {
+                None => None,
+                Some(_) => Some(id?),
+            };
+            let reason = object
+                .get("reason")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| malformed("\"reason\" must be a string"))?;
+            Ok(Some(Control::Ack(Ack::Failed {
+                id,
+                reason: reason.to_owned(),
+            })))
+        }
     }
 }
 
 /// The base name a receiver uses for `name`: what follows the last `/` or `\`. Rejects an empty
-/// result, `.`, `..`, control characters and names over [`MAX_NAME_BYTES`].
+/// result, `.`, `..`, control characters and names over [`MAX_NAME_BYTES`]; the error's `id`
+/// is 0 (the caller sets the transfer's).
 pub fn base_name(name: &str) -> Result<&str, FileError> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let reason = if base.is_empty() {
@@ -133,11 +285,31 @@ pub fn base_name(name: &str) -> Result<&str, FileError> {
     };
     match reason {
         Some(reason) => Err(FileError::BadName {
+            id: 0,
             name: name.to_owned(),
             reason,
         }),
         None => Ok(base),
     }
+}
+
+/// The `attempt`-th name to try for `name`: `name` itself for 0, else `stem (N).ext` (the
+/// extension is what follows the last `.`, none for a dotfile like `.bashrc`: `.bashrc (1)`),
+/// the stem shortened when needed to stay within [`MAX_NAME_BYTES`].
+pub fn numbered_name(name: &str, attempt: u32) -> String {
+    if attempt == 0 {
+        return name.to_owned();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let suffix = format!(" ({attempt}){ext}");
+    let mut keep = stem.len().min(MAX_NAME_BYTES.saturating_sub(suffix.len()));
+    while !stem.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &stem[..keep])
 }
 
 /// Lowercase hex SHA-256 of `data`.
@@ -151,8 +323,12 @@ fn sha256_hex(data: &[u8]) -> String {
 pub enum FileError {
     /// A binary message arrived with no transfer open.
     ChunkWithoutStart { len: usize },
-    /// The `file-start` name is unusable (see [`base_name`]).
-    BadName { name: String, reason: &'static str },
+    /// The `file-start` of transfer `id` has an unusable name (see [`base_name`]).
+    BadName {
+        id: u32,
+        name: String,
+        reason: &'static str,
+    },
     /// A `file-start` arrived while transfer `open` was not finished.
     StartBeforeEnd { open: u32, new: u32 },
     /// A chunk longer than [`CHUNK_SIZE`].
@@ -176,8 +352,9 @@ pub enum FileError {
     EndWithoutStart { id: u32 },
     /// A `file-end` for another transfer than the open one.
     IdMismatch { open: u32, end: u32 },
-    /// A `file-start` / `file-end` with missing or wrong fields.
-    Malformed(String),
+    /// A file message with missing or wrong fields; `open` is the transfer it aborted, if one
+    /// was open.
+    Malformed { what: String, open: Option<u32> },
     /// The sender went away with the transfer open.
     PeerDisconnected {
         id: u32,
@@ -185,8 +362,48 @@ pub enum FileError {
         received: u64,
         size: u64,
     },
-    /// Writing the file failed.
-    Io { path: PathBuf, error: String },
+    /// `name` and all its numbered variants (`name (1)` … see [`MAX_NAME_TRIES`]) already exist.
+    NameTaken { id: u32, name: String },
+    /// Writing the file of transfer `id` failed.
+    Io {
+        id: u32,
+        path: PathBuf,
+        error: String,
+    },
+}
+
+impl FileError {
+    /// The transfers this error ended, for the `file-error` acknowledgements the receiver owes
+    /// (empty for a fault that belongs to no transfer).
+    pub fn transfer_ids(&self) -> Vec<u32> {
+        match self {
+            FileError::ChunkWithoutStart { .. } => vec![],
+            FileError::StartBeforeEnd { open, new } => vec![*open, *new],
+            FileError::IdMismatch { open, end } => vec![*open, *end],
+            FileError::Malformed { open, .. } => open.iter().copied().collect(),
+            FileError::BadName { id, .. }
+            | FileError::OversizedChunk { id, .. }
+            | FileError::SizeMismatch { id, .. }
+            | FileError::HashMismatch { id, .. }
+            | FileError::EndWithoutStart { id }
+            | FileError::PeerDisconnected { id, .. }
+            | FileError::NameTaken { id, .. }
+            | FileError::Io { id, .. } => vec![*id],
+        }
+    }
+
+    /// The `file-error` messages that tell the sender about this error: one per transfer it
+    /// ended, or one without `id`.
+    pub fn acks(&self) -> Vec<String> {
+        let reason = self.to_string();
+        match self.transfer_ids().as_slice() {
+            [] => vec![encode_error(None, &reason)],
+            ids => ids
+                .iter()
+                .map(|id| encode_error(Some(*id), &reason))
+                .collect(),
+        }
+    }
 }
 
 impl fmt::Display for FileError {
@@ -196,7 +413,7 @@ impl fmt::Display for FileError {
                 f,
                 "chunk without start: {len}-byte binary message with no file-start"
             ),
-            FileError::BadName { name, reason } => write!(f, "bad name {name:?}: {reason}"),
+            FileError::BadName { name, reason, .. } => write!(f, "bad name {name:?}: {reason}"),
             FileError::StartBeforeEnd { open, new } => {
                 write!(f, "start before end: file-start {new} while transfer {open} is still open (both dropped)")
             }
@@ -237,7 +454,7 @@ impl fmt::Display for FileError {
                 f,
                 "id mismatch: file-end {end} while transfer {open} is open"
             ),
-            FileError::Malformed(what) => write!(f, "malformed file message: {what}"),
+            FileError::Malformed { what, .. } => write!(f, "malformed file message: {what}"),
             FileError::PeerDisconnected {
                 id,
                 name,
@@ -246,7 +463,14 @@ impl fmt::Display for FileError {
             } => {
                 write!(f, "peer disconnected mid-file: transfer {id} ({name}) stopped at {received} of {size} bytes")
             }
-            FileError::Io { path, error } => write!(f, "writing {}: {error}", path.display()),
+            FileError::NameTaken { id, name } => write!(
+                f,
+                "name taken in transfer {id}: {name:?} and {} numbered variants exist",
+                MAX_NAME_TRIES - 1
+            ),
+            FileError::Io { id, path, error } => {
+                write!(f, "transfer {id}: writing {}: {error}", path.display())
+            }
         }
     }
 }
@@ -262,48 +486,79 @@ pub enum Received {
     Started { id: u32, name: String, size: u64 },
     /// A chunk was written; `received` bytes of `size` so far.
     Chunk { id: u32, received: u64, size: u64 },
-    /// The transfer completed and verified; the file is in place.
+    /// The transfer completed and verified; the file is in place. Answer with
+    /// [`CompletedFile::ack`].
     Completed(CompletedFile),
     /// A leftover of a failed transfer, dropped.
     Dropped,
+    /// An acknowledgement (meant for a sender, not for this receiver).
+    Ack(Ack),
 }
 
-/// A verified file, renamed into its final place.
+/// A verified file, moved into its final place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompletedFile {
     pub id: u32,
+    /// The name it was written under: the base name the sender gave, or `name (N).ext` when
+    /// that was taken ([`numbered_name`]).
     pub name: String,
+    /// The base name the sender gave.
+    pub requested: String,
     pub size: u64,
     /// Lowercase hex.
     pub sha256: String,
+    /// `DIR/<name>`.
     pub path: PathBuf,
 }
 
-/// An open transfer. Dropping it unfinished deletes the partial file.
+impl CompletedFile {
+    /// The `file-received` message for the sender.
+    pub fn ack(&self) -> String {
+        encode_received(self.id, &self.sha256)
+    }
+}
+
+/// An open transfer. Dropping it unfinished deletes the partial file (a [`NamedTempFile`]).
 struct Transfer {
     id: u32,
     name: String,
     size: u64,
     received: u64,
     hasher: Sha256,
-    file: Option<File>,
-    temp: PathBuf,
+    temp: NamedTempFile,
 }
 
 impl Transfer {
     fn io_error(&self, error: std::io::Error) -> FileError {
         FileError::Io {
-            path: self.temp.clone(),
+            id: self.id,
+            path: self.temp.path().to_owned(),
             error: error.to_string(),
         }
     }
-}
 
-impl Drop for Transfer {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.temp);
+    /// Moves the verified temporary file to `dir/<name>`, or `dir/<name (N).ext>` when that
+    /// exists: never replaces a file (no-replace rename, `renameat2(RENAME_NOREPLACE)` or
+    /// link + unlink, through [`NamedTempFile::persist_noclobber`]).
+    fn finalise(self, dir: &Path) -> Result<(String, PathBuf), FileError> {
+        let Transfer { id, name, temp, .. } = self;
+        let mut temp = temp;
+        for attempt in 0..MAX_NAME_TRIES {
+            let candidate = numbered_name(&name, attempt);
+            let path = dir.join(&candidate);
+            match temp.persist_noclobber(&path) {
+                Ok(_) => return Ok((candidate, path)),
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
+                Err(e) => {
+                    return Err(FileError::Io {
+                        id,
+                        path,
+                        error: e.error.to_string(),
+                    })
+                }
+            }
         }
+        Err(FileError::NameTaken { id, name })
     }
 }
 
@@ -315,8 +570,10 @@ enum State {
 }
 
 /// Receives files from **one** sender (keep one per peer): feed it every message from that peer
-/// in order with [`FileReceiver::on_message`]. Files go to `DIR/.miaou-<tag>-<id>.part` while
-/// they arrive and are renamed to `DIR/<name>` once size and SHA-256 match.
+/// in order with [`FileReceiver::on_message`]. Files go to a fresh `DIR/.miaou-<tag>-XXXXXX.part`
+/// (created exclusively, so it never collides with a received file or another transfer's
+/// temporary) while they arrive, and move to `DIR/<name>` — or `DIR/<name (N).ext>` when that
+/// exists — once size and SHA-256 match. An existing file is never replaced.
 pub struct FileReceiver {
     dir: PathBuf,
     tag: String,
@@ -324,9 +581,9 @@ pub struct FileReceiver {
 }
 
 impl FileReceiver {
-    /// A receiver writing into `dir`. `tag` (e.g. the sender's peer id) keeps the temporary
-    /// names of concurrent senders apart; characters other than ASCII letters, digits and `-`
-    /// are left out of it.
+    /// A receiver writing into `dir`. `tag` (e.g. the sender's peer id) goes into the temporary
+    /// names so one can tell whose they are; characters other than ASCII letters, digits and
+    /// `-` are left out of it.
     pub fn new(dir: impl Into<PathBuf>, tag: &str) -> Self {
         let tag: String = tag
             .chars()
@@ -349,6 +606,7 @@ impl FileReceiver {
     }
 
     /// Handles one message from the sender: `text` as in [`miaou_transport::Message::text`].
+    /// On `Err`, answer the sender with [`FileError::acks`].
     pub fn on_message(&mut self, text: bool, data: &[u8]) -> Result<Received, FileError> {
         if !text {
             return self.on_chunk(data);
@@ -360,9 +618,15 @@ impl FileReceiver {
             Ok(None) => Ok(Received::Chat(text.to_owned())),
             Ok(Some(Control::Start { id, name, size })) => self.on_start(id, &name, size),
             Ok(Some(Control::End { id, sha256 })) => self.on_end(id, &sha256),
-            Err(error) => {
+            Ok(Some(Control::Ack(ack))) => Ok(Received::Ack(ack)),
+            Err(FileError::Malformed { what, .. }) => {
+                let open = self.open_transfer().map(|(id, ..)| id);
                 self.state = State::Skipping; // drops (and deletes) an open transfer
-                Err(error)
+                Err(FileError::Malformed { what, open })
+            }
+            Err(other) => {
+                self.state = State::Skipping;
+                Err(other)
             }
         }
     }
@@ -392,18 +656,25 @@ impl FileReceiver {
         }
         let name = match base_name(name) {
             Ok(name) => name.to_owned(),
-            Err(error) => {
+            Err(FileError::BadName { name, reason, .. }) => {
                 self.state = State::Skipping;
-                return Err(error);
+                return Err(FileError::BadName { id, name, reason });
             }
+            Err(other) => unreachable!("base_name only returns BadName: {other}"),
         };
-        let temp = self.dir.join(format!(".miaou-{}-{id}.part", self.tag));
-        let file = match File::create(&temp) {
-            Ok(file) => file,
+        // A fresh random name, created exclusively (O_EXCL): it cannot be a received file nor
+        // another transfer's temporary, whoever sent them.
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".miaou-{}-", self.tag))
+            .suffix(".part")
+            .tempfile_in(&self.dir);
+        let temp = match temp {
+            Ok(temp) => temp,
             Err(error) => {
                 self.state = State::Skipping;
                 return Err(FileError::Io {
-                    path: temp,
+                    id,
+                    path: self.dir.clone(),
                     error: error.to_string(),
                 });
             }
@@ -414,7 +685,6 @@ impl FileReceiver {
             size,
             received: 0,
             hasher: Sha256::new(),
-            file: Some(file),
             temp,
         };
         self.state = State::Receiving(transfer);
@@ -441,8 +711,8 @@ impl FileReceiver {
                 received,
             })
         } else {
-            let file = transfer.file.as_mut().expect("open transfer has its file");
-            file.write_all(data).err().map(|e| transfer.io_error(e))
+            let written = transfer.temp.as_file_mut().write_all(data);
+            written.err().map(|e| transfer.io_error(e))
         };
         if let Some(error) = error {
             self.state = State::Skipping;
@@ -487,22 +757,16 @@ impl FileReceiver {
                 actual,
             });
         }
-        let file = transfer.file.as_mut().expect("open transfer has its file");
-        if let Err(e) = file.flush() {
+        if let Err(e) = transfer.temp.as_file_mut().flush() {
             return Err(transfer.io_error(e));
         }
-        let path = self.dir.join(&transfer.name);
-        if let Err(e) = std::fs::rename(&transfer.temp, &path) {
-            return Err(FileError::Io {
-                path,
-                error: e.to_string(),
-            });
-        }
-        transfer.file = None; // renamed: nothing to delete on drop
+        let (requested, size) = (transfer.name.clone(), transfer.size);
+        let (name, path) = transfer.finalise(&self.dir)?;
         Ok(Received::Completed(CompletedFile {
             id,
-            name: transfer.name.clone(),
-            size: transfer.size,
+            name,
+            requested,
+            size,
             sha256: actual,
             path,
         }))
@@ -591,6 +855,90 @@ mod tests {
     }
 
     #[test]
+    fn acknowledgements_have_the_documented_json() {
+        assert_eq!(
+            encode_received(7, &"ab".repeat(32)),
+            format!(
+                r#"{{"type":"file-received","id":7,"sha256":"{}"}}"#,
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(
+            encode_error(Some(7), "hash mismatch"),
+            r#"{"type":"file-error","id":7,"reason":"hash mismatch"}"#
+        );
+        assert_eq!(
+            encode_error(None, "chunk without start"),
+            r#"{"type":"file-error","reason":"chunk without start"}"#
+        );
+        assert_eq!(encode_declined(7), r#"{"type":"file-declined","id":7}"#);
+        // A long reason is cut, so the message always fits MAX_CONTROL_BYTES.
+        let long = encode_error(Some(u32::MAX), &"\"\\\u{1}é".repeat(5000));
+        assert!(long.len() < MAX_CONTROL_BYTES, "{}", long.len());
+        let Ok(Some(Control::Ack(Ack::Failed { reason, .. }))) = parse_text(&long) else {
+            panic!("{long}")
+        };
+        assert!(reason.len() <= MAX_REASON_BYTES && reason.ends_with('…'));
+        let longest = encode_start(u32::MAX, &"\"".repeat(MAX_NAME_BYTES), MAX_FILE_SIZE);
+        assert!(longest.len() < MAX_CONTROL_BYTES, "{}", longest.len());
+        assert_eq!(MAX_MESSAGE_BYTES, CHUNK_SIZE + MAX_CONTROL_BYTES);
+        assert_eq!(printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+    }
+
+    #[test]
+    fn every_error_names_the_transfers_it_ended_in_its_acks() {
+        let (_dir, mut rx) = receiver();
+        // No transfer: one file-error without id.
+        let error = chunk(&mut rx, b"x").unwrap_err();
+        assert_eq!(
+            error.acks(),
+            [
+                r#"{"type":"file-error","reason":"chunk without start: 1-byte binary message with no file-start"}"#
+            ]
+        );
+        // Bad name: the id of its file-start.
+        let error = start(&mut rx, 9, "bad\u{1}name", 1).unwrap_err();
+        assert_eq!(error.transfer_ids(), [9]);
+        let acks = error.acks();
+        assert_eq!(
+            parse_text(&acks[0]),
+            Ok(Some(Control::Ack(Ack::Failed {
+                id: Some(9),
+                reason: "bad name \"bad\\u{1}name\": control character in name".into()
+            })))
+        );
+        // Both transfers of a start-before-end.
+        start(&mut rx, 1, "a", 2).unwrap();
+        assert_eq!(
+            start(&mut rx, 2, "b", 2).unwrap_err().transfer_ids(),
+            [1, 2]
+        );
+        // A malformed message aborts the open transfer: its id.
+        start(&mut rx, 3, "c", 2).unwrap();
+        let error = rx
+            .on_message(true, br#"{"type":"file-end","id":3}"#)
+            .unwrap_err();
+        assert_eq!(error.transfer_ids(), [3]);
+        let error = rx
+            .on_message(true, br#"{"type":"file-end","id":3}"#)
+            .unwrap_err();
+        assert_eq!(error.transfer_ids(), Vec::<u32>::new(), "nothing was open");
+        // A completed transfer's ack.
+        let Ok(Received::Completed(file)) = transfer(&mut rx, 4, "d", b"dd") else {
+            panic!()
+        };
+        assert_eq!(file.ack(), encode_received(4, &sha256_hex(b"dd")));
+        // Acks that reach a receiver are passed on, not taken for chat.
+        assert_eq!(
+            rx.on_message(true, file.ack().as_bytes()),
+            Ok(Received::Ack(Ack::Received {
+                id: 4,
+                sha256: sha256_hex(b"dd")
+            }))
+        );
+    }
+
+    #[test]
     fn parse_round_trips_and_ignores_unknown_fields() {
         let start = encode_start(u32::MAX, "x.bin", MAX_FILE_SIZE);
         assert_eq!(
@@ -617,6 +965,31 @@ mod tests {
                 name: "a".into(),
                 size: 2
             }))
+        );
+        assert_eq!(
+            parse_text(&encode_received(4, &"cd".repeat(32))),
+            Ok(Some(Control::Ack(Ack::Received {
+                id: 4,
+                sha256: "cd".repeat(32)
+            })))
+        );
+        assert_eq!(
+            parse_text(&encode_error(Some(5), "hash mismatch")),
+            Ok(Some(Control::Ack(Ack::Failed {
+                id: Some(5),
+                reason: "hash mismatch".into()
+            })))
+        );
+        assert_eq!(
+            parse_text(&encode_declined(6)),
+            Ok(Some(Control::Ack(Ack::Declined { id: 6 })))
+        );
+        assert_eq!(
+            parse_text(&encode_error(None, "chunk without start")),
+            Ok(Some(Control::Ack(Ack::Failed {
+                id: None,
+                reason: "chunk without start".into()
+            })))
         );
         let upper = format!(
             r#"{{"type":"file-end","id":1,"sha256":"{}"}}"#,
@@ -680,9 +1053,18 @@ mod tests {
             r#"{"type":"file-end","id":1}"#,
             r#"{"type":"file-end","id":1,"sha256":"abc"}"#,
             r#"{"type":"file-end","id":1,"sha256":"zz00000000000000000000000000000000000000000000000000000000000000"}"#,
+            r#"{"type":"file-received","id":1}"#,
+            r#"{"type":"file-received","sha256":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
+            r#"{"type":"file-error","id":1}"#,
+            r#"{"type":"file-error","id":"1","reason":"x"}"#,
+            r#"{"type":"file-error","reason":7}"#,
+            r#"{"type":"file-declined"}"#,
         ] {
             assert!(
-                matches!(parse_text(bad), Err(FileError::Malformed(_))),
+                matches!(
+                    parse_text(bad),
+                    Err(FileError::Malformed { open: None, .. })
+                ),
                 "{bad}"
             );
         }
@@ -823,17 +1205,15 @@ mod tests {
             })
         );
         assert_eq!(rx.open_transfer(), Some((5, "p", 6, 10)));
-        // Already on disk under the temporary name, not yet under the final one.
-        assert_eq!(
-            names_in(dir.path()),
-            vec![".miaou-peer-1-5.part".to_owned()]
+        // Already on disk under a fresh temporary name, not yet under the final one.
+        let names = names_in(dir.path());
+        assert_eq!(names.len(), 1, "{names:?}");
+        let temp = &names[0];
+        assert!(
+            temp.starts_with(".miaou-peer-1-") && temp.ends_with(".part"),
+            "{temp}"
         );
-        assert_eq!(
-            std::fs::metadata(dir.path().join(".miaou-peer-1-5.part"))
-                .unwrap()
-                .len(),
-            6
-        );
+        assert_eq!(std::fs::metadata(dir.path().join(temp)).unwrap().len(), 6);
         chunk(&mut rx, &[2; 4]).unwrap();
         assert!(matches!(
             end(&mut rx, 5, &[1, 1, 1, 1, 1, 1, 2, 2, 2, 2]),
@@ -1034,14 +1414,117 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_file_is_replaced_only_when_the_new_one_verifies() {
+    fn an_existing_file_is_never_replaced_the_new_one_gets_a_numbered_name() {
         let (dir, mut rx) = receiver();
-        std::fs::write(dir.path().join("a"), b"old").unwrap();
-        transfer(&mut rx, 1, "a", b"new contents").unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"old").unwrap();
+        std::fs::write(dir.path().join(".bashrc"), b"# mine").unwrap();
+        let Ok(Received::Completed(file)) = transfer(&mut rx, 1, "a.txt", b"new contents") else {
+            panic!()
+        };
         assert_eq!(
-            std::fs::read(dir.path().join("a")).unwrap(),
+            (file.name.as_str(), file.requested.as_str()),
+            ("a (1).txt", "a.txt")
+        );
+        assert_eq!(file.path, dir.path().join("a (1).txt"));
+        let Ok(Received::Completed(dot)) = transfer(&mut rx, 2, "../.bashrc", b"evil") else {
+            panic!()
+        };
+        assert_eq!(dot.name, ".bashrc (1)");
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read(dir.path().join(".bashrc")).unwrap(),
+            b"# mine"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("a (1).txt")).unwrap(),
             b"new contents"
         );
+        assert_eq!(
+            std::fs::read(dir.path().join(".bashrc (1)")).unwrap(),
+            b"evil"
+        );
+    }
+
+    #[test]
+    fn the_same_name_twice_keeps_both_files() {
+        let (dir, mut rx) = receiver();
+        let mut written = Vec::new();
+        for (id, data) in [b"first".as_slice(), b"second", b"third"]
+            .into_iter()
+            .enumerate()
+        {
+            let Ok(Received::Completed(file)) = transfer(&mut rx, id as u32, "x", data) else {
+                panic!()
+            };
+            assert_eq!(std::fs::read(&file.path).unwrap(), data);
+            written.push(file.name);
+        }
+        assert_eq!(written, ["x", "x (1)", "x (2)"]);
+        assert_eq!(names_in(dir.path()), ["x", "x (1)", "x (2)"]);
+    }
+
+    #[test]
+    fn when_every_numbered_name_is_taken_the_transfer_fails_and_nothing_is_touched() {
+        let (dir, mut rx) = receiver();
+        for attempt in 0..MAX_NAME_TRIES {
+            std::fs::write(dir.path().join(numbered_name("f.bin", attempt)), b"").unwrap();
+        }
+        let error = transfer(&mut rx, 7, "f.bin", b"data").unwrap_err();
+        assert_eq!(
+            error,
+            FileError::NameTaken {
+                id: 7,
+                name: "f.bin".into()
+            }
+        );
+        assert!(
+            error.to_string().starts_with("name taken in transfer 7"),
+            "{error}"
+        );
+        let names = names_in(dir.path());
+        assert_eq!(
+            names.len(),
+            MAX_NAME_TRIES as usize,
+            "temporary file deleted"
+        );
+        assert!(names
+            .iter()
+            .all(|n| std::fs::read(dir.path().join(n)).unwrap().is_empty()));
+    }
+
+    #[test]
+    fn numbered_names_keep_the_extension_and_the_length_limit() {
+        assert_eq!(numbered_name("a.txt", 0), "a.txt");
+        assert_eq!(numbered_name("a.txt", 1), "a (1).txt");
+        assert_eq!(numbered_name("archive.tar.gz", 2), "archive.tar (2).gz");
+        assert_eq!(numbered_name("noext", 3), "noext (3)");
+        assert_eq!(numbered_name(".bashrc", 1), ".bashrc (1)");
+        assert_eq!(numbered_name("...", 1), ".. (1).");
+        let long = "é".repeat(127); // 254 bytes
+        let numbered = numbered_name(&long, 999);
+        assert!(numbered.len() <= MAX_NAME_BYTES, "{}", numbered.len());
+        assert!(numbered.ends_with("é (999)"), "{numbered}");
+        assert!(base_name(&numbered).is_ok());
+    }
+
+    #[test]
+    fn a_received_name_that_looks_like_a_temporary_never_touches_a_live_one() {
+        let (dir, mut rx) = receiver();
+        let mut other = FileReceiver::new(dir.path(), "peer-1");
+        start(&mut other, 1, "slow.bin", 4).unwrap();
+        chunk(&mut other, b"sl").unwrap();
+        let live = names_in(dir.path()).pop().unwrap();
+        // Another sender sends a file named exactly like that temporary file.
+        let Ok(Received::Completed(file)) = transfer(&mut rx, 1, &live, b"intruder") else {
+            panic!()
+        };
+        assert_ne!(file.name, live, "the live temporary is not replaced");
+        chunk(&mut other, b"ow").unwrap();
+        let Ok(Received::Completed(slow)) = end(&mut other, 1, b"slow") else {
+            panic!()
+        };
+        assert_eq!(std::fs::read(&slow.path).unwrap(), b"slow");
+        assert_eq!(std::fs::read(&file.path).unwrap(), b"intruder");
     }
 
     #[test]

@@ -1,27 +1,41 @@
 //! `native-demo receive`: receives files sent with the protocol of `docs/file-transfer.md`
 //! into a directory, verifies size and SHA-256, and prints one `<sha256-hex>  <name>` line per
-//! completed file (the `sha256sum` format). Exits 0 after `--count` files; any transfer error
-//! (hash or size mismatch, protocol violation, sender gone mid-file) exits non-zero.
+//! completed file (the `sha256sum` format; `name` is the name actually written, `name (N).ext`
+//! when the sender's name was taken — an existing file is never replaced). Every transfer is
+//! acknowledged to its sender (`file-received`, or `file-error` with the reason). Exits 0 after
+//! `--count` files; any transfer error (hash or size mismatch, protocol violation, sender gone
+//! mid-file) exits non-zero.
 
-use crate::file_protocol::{FileReceiver, Received};
+use crate::file_protocol::{encode_error, printable, FileReceiver, Received, MAX_MESSAGE_BYTES};
 use crate::send::progress_bar;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::ProgressBar;
-use miaou_transport::{Event, Message, PeerId, TransportConfig};
+use miaou_transport::{Event, Message, PeerId, Transport, TransportConfig};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Messages held between the transport and us. Small, so that a slow disk pushes back on the
-/// sender instead of piling up chunks here (64 × 64 KiB = 4 MiB at most).
+/// sender instead of piling up chunks here: with messages capped at [`MAX_MESSAGE_BYTES`]
+/// (68 KiB), 64 × 68 KiB = 4.25 MiB at most.
 const RECEIVE_QUEUE_MESSAGES: usize = 64;
 
 /// After a sender disconnects with a file open, how long its already-received messages may
 /// still complete it. A lossless close delivers everything before the channel closes, so this
 /// only matters for a sender that vanished.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
+/// How long closing may take: a little more than the transport's per-peer close timeout
+/// (10 s), because closing a peer connection to a peer that died can hang in webrtc-rs.
+const CLOSE_BOUND: Duration = Duration::from_secs(12);
+
+/// How often the channels of senders with an open transfer are checked. The library removes a
+/// peer from `peers()` as soon as it learns the peer left, but its `PeerLeft` /
+/// `PeerDisconnected` events come only after closing the peer connection, which webrtc-rs can
+/// take very long to do for a peer that died mid-transfer.
+const LIVENESS_CHECK: Duration = Duration::from_millis(250);
 
 #[derive(Args)]
 pub struct ReceiveArgs {
@@ -30,7 +44,8 @@ pub struct ReceiveArgs {
     /// Room name.
     #[arg(long)]
     room: String,
-    /// Directory the files are written to (created if missing).
+    /// Directory the files are written to (created if missing). Existing files are never
+    /// replaced: a taken name becomes `name (1).ext`, `name (2).ext`, …
     #[arg(long)]
     out: PathBuf,
     /// Exit 0 after this many files arrived.
@@ -55,6 +70,7 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let transport = lan
         .connect(|url| {
             let builder = TransportConfig::builder(url, &args.room)
+                .max_message_size(MAX_MESSAGE_BYTES)
                 .receive_queue_messages(RECEIVE_QUEUE_MESSAGES)
                 .connect_timeout_ms(connect_timeout_ms);
             let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
@@ -64,9 +80,33 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), out = %args.out.display(), "joined; waiting for files");
 
     let mut senders: HashMap<PeerId, Sender> = HashMap::new();
+    let result = receive_files(&args, &transport, &mut senders).await;
+    if let Err(error) = &result {
+        // Whoever still has a transfer open hears why it will not complete.
+        let reason = format!("receiver stopped: {error:#}");
+        for (peer, sender) in &senders {
+            if let Some((id, ..)) = sender.files.open_transfer() {
+                acknowledge(&transport, peer, &encode_error(Some(id), &reason)).await;
+            }
+        }
+    }
+    let closed = close_draining(&transport).await.context("closing");
+    lan.close().await;
+    result?;
+    closed
+}
+
+/// Receives until `--count` files completed; the first error ends it (its `file-error` already
+/// sent to the peer concerned).
+async fn receive_files(
+    args: &ReceiveArgs,
+    transport: &Transport,
+    senders: &mut HashMap<PeerId, Sender>,
+) -> anyhow::Result<()> {
     let mut gone: Vec<(PeerId, Instant)> = Vec::new();
     let mut done = 0usize;
     let mut events_open = true;
+    let mut liveness = tokio::time::interval(LIVENESS_CHECK);
     while done < args.count {
         let grace_end = gone.iter().map(|(_, at)| *at).min();
         tokio::select! {
@@ -74,7 +114,7 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
             biased;
             message = transport.recv() => {
                 let Some(message) = message else { bail!("the transport closed") };
-                if on_message(&args, &mut senders, message)? {
+                if on_message(args, transport, senders, message).await? {
                     done += 1;
                 }
             }
@@ -86,7 +126,11 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
                     Some(Event::PeerDisconnected { peer, .. } | Event::PeerLeft(peer)) => {
                         tracing::info!(%peer, "peer gone");
                         if senders.get(&peer).is_some_and(|s| s.files.open_transfer().is_some()) {
-                            gone.push((peer, Instant::now() + DISCONNECT_GRACE));
+                            if !gone.iter().any(|(p, _)| *p == peer) {
+                                gone.push((peer, Instant::now() + DISCONNECT_GRACE));
+                            }
+                        } else {
+                            senders.remove(&peer);
                         }
                     }
                     Some(Event::PeerConnected(peer)) => match transport.selected_candidate_pair(&peer).await {
@@ -100,23 +144,60 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now).into()), if grace_end.is_some() => {
                 let now = Instant::now();
                 for (peer, _) in gone.iter().filter(|(_, at)| *at <= now) {
-                    if let Some(sender) = senders.get_mut(peer) {
+                    if let Some(mut sender) = senders.remove(peer) {
                         sender.files.on_disconnect().with_context(|| format!("from {peer}"))?;
                     }
                 }
                 gone.retain(|(_, at)| *at > now);
             }
+            _ = liveness.tick() => {
+                // The library drops a peer from `peers()` as soon as it is gone; its events
+                // may come much later (see LIVENESS_CHECK).
+                let connected = transport.peers();
+                for (peer, sender) in senders.iter() {
+                    let lost = sender.files.open_transfer().is_some() && !connected.contains(peer);
+                    if lost && !gone.iter().any(|(p, _)| p == peer) {
+                        tracing::info!(%peer, "no open channel to {peer} any more");
+                        gone.push((peer.clone(), Instant::now() + DISCONNECT_GRACE));
+                    }
+                }
+            }
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         }
     }
-    let closed = transport.close().await.context("closing");
-    lan.close().await;
-    closed
+    Ok(())
+}
+
+/// Sends one acknowledgement; a peer that cannot take it any more is only logged (its sender
+/// learns from the channel closing).
+async fn acknowledge(transport: &Transport, peer: &PeerId, ack: &str) {
+    if let Err(error) = transport.send_text(peer, ack).await {
+        tracing::warn!(%peer, "acknowledgement not sent: {error}");
+    }
+}
+
+/// Closes losslessly (our acknowledgements reach their senders) while still reading: a sender
+/// still streaming must not find our receive queue full, or our close could not complete.
+/// Bounded by [`CLOSE_BOUND`].
+async fn close_draining(transport: &Transport) -> anyhow::Result<()> {
+    let close = tokio::time::timeout(CLOSE_BOUND, transport.close());
+    tokio::pin!(close);
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            result = &mut close => return match result {
+                Ok(closed) => Ok(closed?),
+                Err(_) => bail!("not closed after {} s", CLOSE_BOUND.as_secs()),
+            },
+            message = transport.recv(), if reading => reading = message.is_some(),
+        }
+    }
 }
 
 /// Handles one message; `Ok(true)` when it completed a file.
-fn on_message(
+async fn on_message(
     args: &ReceiveArgs,
+    transport: &Transport,
     senders: &mut HashMap<PeerId, Sender>,
     message: Message,
 ) -> anyhow::Result<bool> {
@@ -132,11 +213,14 @@ fn on_message(
             if let Some(bar) = sender.bar.take() {
                 bar.abandon();
             }
+            for ack in error.acks() {
+                acknowledge(transport, &peer, &ack).await;
+            }
             bail!("from {peer}: {error}");
         }
     };
     match received {
-        Received::Chat(text) => tracing::info!(from = %peer, "chat: {text}"),
+        Received::Chat(text) => tracing::info!(from = %peer, "chat: {}", printable(&text)),
         Received::Started { id, name, size } => {
             tracing::info!(from = %peer, id, %name, size, "receiving");
             sender.bar = Some(progress_bar(size, name));
@@ -153,11 +237,18 @@ fn on_message(
             }
             let secs = sender.started.elapsed().as_secs_f64();
             let rate = file.size as f64 / 1048576.0 / secs.max(1e-9);
+            if file.name != file.requested {
+                tracing::info!(from = %peer, id = file.id, requested = %file.requested, name = %file.name, "name taken: saved under a numbered name");
+            }
             tracing::info!(from = %peer, id = file.id, size = file.size, path = %file.path.display(), "received in {secs:.2} s ({rate:.1} MiB/s)");
+            acknowledge(transport, &peer, &file.ack()).await;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}  {}", file.sha256, file.name).context("writing stdout")?;
             out.flush().context("writing stdout")?;
             return Ok(true);
+        }
+        Received::Ack(ack) => {
+            tracing::warn!(from = %peer, "ignored acknowledgement (we send nothing): {ack:?}")
         }
         Received::Dropped => {}
     }

@@ -98,6 +98,15 @@ pub async fn connect(config: anyhow::Result<TransportConfig>) -> anyhow::Result<
 /// Connects with `config` and logs every peer event (with the time since the call for
 /// channel opens).
 pub async fn join(config: TransportConfig) -> anyhow::Result<Joined> {
+    join_observed(config, |_| {}).await
+}
+
+/// [`join`], also showing every event to `observer` (called on the event task, in order; it
+/// must not block).
+pub async fn join_observed(
+    config: TransportConfig,
+    observer: impl Fn(&Event) + Send + 'static,
+) -> anyhow::Result<Joined> {
     let started = Instant::now();
     let transport = Arc::new(connect(Ok(config)).await?);
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "joined");
@@ -105,6 +114,7 @@ pub async fn join(config: TransportConfig) -> anyhow::Result<Joined> {
     let events = Arc::clone(&transport);
     tokio::spawn(async move {
         while let Some(event) = events.next_event().await {
+            observer(&event);
             match &event {
                 Event::PeerConnected(peer) => {
                     let elapsed_ms = started.elapsed().as_millis() as u64;

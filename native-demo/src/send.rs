@@ -1,17 +1,41 @@
 //! `native-demo send`: sends files to every peer of a room with the protocol of
 //! `docs/file-transfer.md`. Streams: reads 64 KiB at a time and awaits each `send`
-//! (backpressure), so memory stays flat whatever the file size. Closes losslessly at the end.
+//! (backpressure), so memory stays flat whatever the file size. Delivery is end to end: after
+//! each file's `file-end` it waits for every peer's `file-received` (with the SHA-256 it sent),
+//! so exit status 0 means every peer verified and stored every file.
 
-use crate::file_protocol::{encode_end, encode_start, CHUNK_SIZE};
+use crate::file_protocol::{
+    encode_declined, encode_end, encode_start, parse_text, printable, Ack, Control, CHUNK_SIZE,
+    MAX_MESSAGE_BYTES,
+};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use miaou_transport::{Bytes, PeerId, Transport, TransportConfig};
+use miaou_transport::{Bytes, Error, Event, PeerId, Transport, TransportConfig};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+/// After a peer disconnects or leaves, how long its acknowledgements already on their way may
+/// still arrive (a receiver acknowledges, then closes at once; the two reach us on separate
+/// queues).
+const GONE_GRACE: Duration = Duration::from_secs(2);
+
+/// How often the sender checks that its targets still have an open channel. The library
+/// removes a peer from `peers()` as soon as it learns the peer left, but its `PeerLeft` /
+/// `PeerDisconnected` events come only after closing the peer connection, which webrtc-rs
+/// can take very long to do for a peer that died mid-transfer.
+const LIVENESS_CHECK: Duration = Duration::from_millis(250);
+
+/// How long `send` waits for the transport's close: a little more than its per-peer close
+/// timeout (10 s), because closing a peer connection to a peer that died can hang in
+/// webrtc-rs. After a failure nothing of ours is left to deliver: a short wait.
+const CLOSE_BOUND: Duration = Duration::from_secs(12);
+const CLOSE_BOUND_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
 pub struct SendArgs {
@@ -26,7 +50,11 @@ pub struct SendArgs {
     /// Give up waiting for peers after this many seconds.
     #[arg(long, default_value_t = 60)]
     wait_timeout: u64,
-    /// Files to send, in order, each to every connected peer.
+    /// After a file's last message is sent, wait at most this many seconds for every peer to
+    /// acknowledge it (file-received); no acknowledgement in time is a failure.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    ack_timeout: u64,
+    /// Files to send, in order, each to every peer connected when sending starts.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -67,13 +95,170 @@ fn check(path: &Path) -> anyhow::Result<Source> {
         .file_name()
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} has no UTF-8 file name", path.display()))?;
-    crate::file_protocol::base_name(name)
-        .with_context(|| format!("cannot send {}", path.display()))?;
     std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Source {
         path: path.to_owned(),
         name: name.to_owned(),
     })
+}
+
+/// What the target peers said about the file being sent, and what happened to them: filled by
+/// the message task (acknowledgements) and the event task (peers gone, undelivered or refused
+/// messages), read by the sending loop. Holds entries for the target peers only, and
+/// acknowledgements of the current transfer only, so a peer cannot make it grow.
+#[derive(Default)]
+struct Ledger {
+    /// The peers the files go to: those connected when sending starts, less those that
+    /// declined (`file-declined`: they are senders themselves).
+    targets: Vec<PeerId>,
+    /// The peers that declined, for the error when nobody is left.
+    declined: Vec<PeerId>,
+    /// The transfer being sent or awaiting acknowledgements.
+    current: Option<u32>,
+    /// Acknowledgements of `current`, per target.
+    acks: HashMap<PeerId, Ack>,
+    /// Faults that end the transfer to a target.
+    faults: HashMap<PeerId, Fault>,
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    /// A `file-error` without id, an undelivered or refused message: fails at once.
+    Now(String),
+    /// The peer disconnected or left at `since`: fails after [`GONE_GRACE`] unless its
+    /// acknowledgement arrives.
+    Gone { reason: String, since: Instant },
+}
+
+impl Ledger {
+    fn record_ack(&mut self, peer: &PeerId, ack: Ack) {
+        if !self.targets.contains(peer) {
+            tracing::info!(%peer, "acknowledgement from a peer we send nothing to: {ack:?}");
+            return;
+        }
+        match &ack {
+            Ack::Declined { id } => {
+                tracing::info!(%peer, id, "declined by {peer}: it takes no files (a sender)");
+                self.targets.retain(|p| p != peer);
+                self.acks.remove(peer);
+                self.faults.remove(peer);
+                self.declined.push(peer.clone());
+            }
+            Ack::Failed { id: None, reason } => {
+                let reason = format!("reported an error: {}", printable(reason));
+                self.faults.insert(peer.clone(), Fault::Now(reason));
+            }
+            Ack::Received { id, .. } | Ack::Failed { id: Some(id), .. }
+                if Some(*id) == self.current =>
+            {
+                self.acks.insert(peer.clone(), ack);
+            }
+            _ => tracing::warn!(%peer, "acknowledgement of another transfer: {ack:?}"),
+        }
+    }
+
+    fn record_event(&mut self, event: &Event) {
+        let (peer, fault) = match event {
+            Event::PeerDisconnected { peer, reason } => {
+                let reason = match reason {
+                    Some(error) => format!("disconnected ({error})"),
+                    None => "disconnected".to_owned(),
+                };
+                let since = Instant::now();
+                (peer, Fault::Gone { reason, since })
+            }
+            Event::PeerLeft(peer) => {
+                let since = Instant::now();
+                let reason = "left the room".to_owned();
+                (peer, Fault::Gone { reason, since })
+            }
+            Event::Error(
+                error @ (Error::Undelivered { peer, .. } | Error::MessageRefused { peer }),
+            ) => (peer, Fault::Now(error.to_string())),
+            _ => return,
+        };
+        if self.targets.contains(peer) && !matches!(self.faults.get(peer), Some(Fault::Now(_))) {
+            self.faults.insert(peer.clone(), fault);
+        }
+    }
+
+    /// Records the targets missing from `connected` (the transport's peers) as gone, unless
+    /// something is known about them already.
+    fn record_connected(&mut self, connected: &[PeerId]) {
+        let since = Instant::now();
+        for peer in &self.targets {
+            if !connected.contains(peer) && !self.faults.contains_key(peer) {
+                tracing::info!(%peer, "no open channel to {peer} any more");
+                let reason = "lost its channel".to_owned();
+                self.faults
+                    .insert(peer.clone(), Fault::Gone { reason, since });
+            }
+        }
+    }
+}
+
+/// How the wait for the current transfer's acknowledgements stands.
+enum Verdict {
+    /// Every target acknowledged with the right hash.
+    Verified,
+    /// A target failed: the message names it.
+    Failed(String),
+    /// Still waiting; check again at the latest at this instant (a gone peer's grace end).
+    Pending(Option<Instant>),
+}
+
+/// Judges the acknowledgements of transfer `id` (`name`, SHA-256 `sha256`; `None` while still
+/// sending, when only failures count).
+fn verdict(ledger: &Ledger, id: u32, name: &str, sha256: Option<&str>) -> Verdict {
+    if ledger.targets.is_empty() {
+        let declined: Vec<String> = ledger.declined.iter().map(|p| p.to_string()).collect();
+        return Verdict::Failed(format!(
+            "no peer takes files ({} declined: senders only); {name} (transfer {id}) reached nobody",
+            declined.join(", ")
+        ));
+    }
+    let mut next = None;
+    let mut all = true;
+    for peer in &ledger.targets {
+        match ledger.acks.get(peer) {
+            Some(Ack::Failed { reason, .. }) => {
+                let reason = printable(reason);
+                return Verdict::Failed(format!(
+                    "{peer} rejected {name} (transfer {id}): {reason}"
+                ));
+            }
+            Some(Ack::Received { sha256: theirs, .. }) => match sha256 {
+                Some(ours) if theirs != ours => {
+                    return Verdict::Failed(format!(
+                        "{peer} acknowledged {name} (transfer {id}) with sha256 {theirs}, we sent {ours}"
+                    ))
+                }
+                _ => continue,
+            },
+            // Never stored: a declining peer leaves the targets.
+            Some(Ack::Declined { .. }) | None => all = false,
+        }
+        match ledger.faults.get(peer) {
+            Some(Fault::Now(reason)) => {
+                return Verdict::Failed(format!("{peer}: {reason} ({name}, transfer {id})"))
+            }
+            Some(Fault::Gone { reason, since }) => {
+                let deadline = *since + GONE_GRACE;
+                if Instant::now() >= deadline {
+                    return Verdict::Failed(format!(
+                        "{peer} {reason} before acknowledging {name} (transfer {id})"
+                    ));
+                }
+                next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+            }
+            None => {}
+        }
+    }
+    if all && sha256.is_some() {
+        Verdict::Verified
+    } else {
+        Verdict::Pending(next)
+    }
 }
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
@@ -82,55 +267,109 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| check(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let (ledger, _) = watch::channel(Ledger::default());
+    let ledger = Arc::new(ledger);
     let mut lan = args.signaling.resolve(&args.room).await?;
     let connect_timeout_ms = lan.connect_timeout_ms();
     let mut joined = lan
         .connect(|url| {
-            let builder =
-                TransportConfig::builder(url, &args.room).connect_timeout_ms(connect_timeout_ms);
+            let builder = TransportConfig::builder(url, &args.room)
+                .max_message_size(MAX_MESSAGE_BYTES)
+                .connect_timeout_ms(connect_timeout_ms);
             let config = args.ice.apply(builder).and_then(|b| Ok(b.build()?));
-            async move { crate::room::join(config?).await }
+            let ledger = Arc::clone(&ledger);
+            let observer = move |event: &Event| ledger.send_modify(|l| l.record_event(event));
+            async move { crate::room::join_observed(config?, observer).await }
         })
         .await?;
     let transport = Arc::clone(&joined.transport);
-    // Nothing is expected back, but keep the receive queue drained so the peers never stall.
+    // Acknowledgements come back as messages; keep the queue drained so the peers never stall.
     let incoming = Arc::clone(&transport);
+    let acks = Arc::clone(&ledger);
     tokio::spawn(async move {
         while let Some(message) = incoming.recv().await {
-            match message.as_text().filter(|_| message.text) {
-                Some(text) => tracing::info!(from = %message.from, "chat: {text}"),
-                None => {
-                    tracing::warn!(from = %message.from, bytes = message.data.len(), "ignored binary message")
+            let from = &message.from;
+            // Binary messages: chunks from another sender until it read our file-declined.
+            let Some(text) = message.as_text().filter(|_| message.text) else {
+                continue;
+            };
+            match parse_text(text) {
+                Ok(Some(Control::Ack(ack))) => acks.send_modify(|l| l.record_ack(from, ack)),
+                // Another sender in the room: we take no files, so it need not wait for us.
+                Ok(Some(Control::Start { id, .. })) => {
+                    if let Err(error) = incoming.send_text(from, &encode_declined(id)).await {
+                        tracing::warn!(%from, "file-declined not sent: {error}");
+                    }
                 }
+                Ok(Some(Control::End { .. })) => {}
+                Ok(None) => tracing::info!(%from, "chat: {}", printable(text)),
+                Err(error) => tracing::warn!(%from, "{error}"),
             }
         }
     });
 
-    joined
-        .wait_for_peers(args.wait_peers.max(1), args.wait_timeout)
-        .await?;
-
-    let mut result = Ok(());
-    for (index, source) in sources.iter().enumerate() {
-        let id = index as u32 + 1;
-        if let Err(e) = send_file(&transport, id, source).await {
-            result = Err(e);
-            break;
+    let result = async {
+        joined
+            .wait_for_peers(args.wait_peers.max(1), args.wait_timeout)
+            .await?;
+        let targets = transport.peers();
+        if targets.is_empty() {
+            bail!("no connected peer to send to");
         }
+        ledger.send_modify(|l| l.targets = targets);
+        let watched = Arc::clone(&transport);
+        let liveness = Arc::clone(&ledger);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LIVENESS_CHECK).await;
+                let connected = watched.peers();
+                liveness.send_if_modified(|l| {
+                    let before = l.faults.len();
+                    l.record_connected(&connected);
+                    l.faults.len() != before
+                });
+            }
+        });
+        let ack_timeout = Duration::from_secs(args.ack_timeout);
+        for (index, source) in sources.iter().enumerate() {
+            let id = index as u32 + 1;
+            send_file(&transport, &ledger, id, source, ack_timeout).await?;
+        }
+        Ok(())
     }
-    let closed = transport
-        .close()
-        .await
-        .context("closing (delivering everything sent)");
+    .await;
+    // Every file is acknowledged end to end (or we failed anyway): a close that cannot complete
+    // (a receiver that already left) changes nothing, so it is bounded and only logged.
+    let bound = if result.is_ok() {
+        CLOSE_BOUND
+    } else {
+        CLOSE_BOUND_AFTER_FAILURE
+    };
+    match tokio::time::timeout(bound, transport.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!("closing: {error}"),
+        Err(_) => tracing::warn!(
+            "closing: not done after {} s; leaving anyway",
+            bound.as_secs()
+        ),
+    }
     lan.close().await;
-    result?;
-    closed?;
-    Ok(())
+    result
 }
 
-/// Sends one file to the peers connected now, chunk by chunk.
-async fn send_file(transport: &Transport, id: u32, source: &Source) -> anyhow::Result<()> {
+/// Sends one file to the ledger's targets, chunk by chunk, then waits for their
+/// acknowledgements.
+async fn send_file(
+    transport: &Transport,
+    ledger: &watch::Sender<Ledger>,
+    id: u32,
+    source: &Source,
+    ack_timeout: Duration,
+) -> anyhow::Result<()> {
     let path = &source.path;
+    // For messages: a name may hold control characters (the receiver refuses those).
+    let name = printable(&source.name);
+    let name = name.as_str();
     let mut file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot open {}", path.display()))?;
@@ -139,19 +378,15 @@ async fn send_file(transport: &Transport, id: u32, source: &Source) -> anyhow::R
         .await
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
-    let peers = transport.peers();
-    if peers.is_empty() {
-        bail!("no connected peer to send {} to", path.display());
-    }
+    ledger.send_modify(|l| {
+        l.current = Some(id);
+        l.acks.clear();
+    });
     let started = Instant::now();
-    tracing::info!(id, name = %source.name, size, peers = peers.len(), "sending");
-    to_all(
-        transport,
-        &peers,
-        encode_start(id, &source.name, size).into(),
-        true,
-    )
-    .await?;
+    let peers = ledger.borrow().targets.len();
+    tracing::info!(id, name, size, peers, "sending");
+    let start = Bytes::from(encode_start(id, &source.name, size));
+    to_all(transport, ledger, id, name, start, true).await?;
 
     let bar = progress_bar(size, source.name.clone());
     let mut hasher = Sha256::new();
@@ -166,7 +401,7 @@ async fn send_file(transport: &Transport, id: u32, source: &Source) -> anyhow::R
             )
         })?;
         hasher.update(&chunk);
-        to_all(transport, &peers, Bytes::from(chunk), false).await?;
+        to_all(transport, ledger, id, name, chunk.into(), false).await?;
         sent += len as u64;
         bar.set_position(sent);
     }
@@ -183,39 +418,128 @@ async fn send_file(transport: &Transport, id: u32, source: &Source) -> anyhow::R
         );
     }
     let digest = hasher.finalize();
-    to_all(transport, &peers, encode_end(id, &digest).into(), true).await?;
+    let end = Bytes::from(encode_end(id, &digest));
+    to_all(transport, ledger, id, name, end, true).await?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    let sha256 = hex::encode(digest);
     tracing::info!(
         id,
-        name = %source.name,
+        name,
         size,
-        sha256 = %hex::encode(digest),
-        "sent in {secs:.2} s ({:.1} MiB/s)",
+        sha256 = %sha256,
+        "sent in {secs:.2} s ({:.1} MiB/s); waiting for acknowledgements",
         size as f64 / 1048576.0 / secs.max(1e-9)
     );
+    await_acks(ledger, id, name, &sha256, ack_timeout).await?;
+    for peer in &ledger.borrow().targets {
+        tracing::info!(id, name, sha256 = %sha256, "verified by {peer}");
+    }
     Ok(())
 }
 
-/// Sends one message to each of `peers`; fails on the first peer that cannot take it.
+/// Waits until every target acknowledged transfer `id` with `sha256`, one failed, or
+/// `timeout` passed.
+async fn await_acks(
+    ledger: &watch::Sender<Ledger>,
+    id: u32,
+    name: &str,
+    sha256: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut changes = ledger.subscribe();
+    loop {
+        let next = match verdict(&changes.borrow_and_update(), id, name, Some(sha256)) {
+            Verdict::Verified => return Ok(()),
+            Verdict::Failed(message) => bail!(message),
+            Verdict::Pending(next) => next.map_or(deadline, |n| n.min(deadline)),
+        };
+        if Instant::now() >= deadline {
+            let ledger = changes.borrow();
+            let silent: Vec<String> = ledger
+                .targets
+                .iter()
+                .filter(|peer| !ledger.acks.contains_key(*peer))
+                .map(|peer| peer.to_string())
+                .collect();
+            bail!(
+                "no acknowledgement of {name} (transfer {id}) from {} within {} s (--ack-timeout)",
+                silent.join(", "),
+                timeout.as_secs()
+            );
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    }
+}
+
+/// Sends one message of transfer `id` to each target; fails on the first target that cannot
+/// take it or has already rejected the transfer (naming it, with its reason when it gave one).
 async fn to_all(
     transport: &Transport,
-    peers: &[PeerId],
+    ledger: &watch::Sender<Ledger>,
+    id: u32,
+    name: &str,
     data: Bytes,
     text: bool,
 ) -> anyhow::Result<()> {
-    for peer in peers {
-        let sent = if text {
-            transport
-                .send_text(
-                    peer,
-                    std::str::from_utf8(&data).expect("protocol text is UTF-8"),
-                )
-                .await
-        } else {
-            transport.send(peer, data.clone()).await
+    if let Verdict::Failed(message) = verdict(&ledger.borrow(), id, name, None) {
+        bail!(message);
+    }
+    let targets = ledger.borrow().targets.clone();
+    for peer in &targets {
+        let send = async {
+            if text {
+                let text = std::str::from_utf8(&data).expect("protocol text is UTF-8");
+                transport.send_text(peer, text).await
+            } else {
+                transport.send(peer, data.clone()).await
+            }
         };
-        sent.with_context(|| format!("sending to {peer}"))?;
+        // A send waiting for buffer room to a peer that is gone would wait for good: the
+        // first failure of any target ends it.
+        let sent = tokio::select! {
+            sent = send => sent,
+            message = first_failure(ledger, id, name) => bail!(message),
+        };
+        if let Err(error) = sent {
+            if !ledger.borrow().targets.contains(peer) {
+                continue; // it declined meanwhile
+            }
+            // The peer may have said why before going away: that is the better message.
+            if let Some(Ack::Failed { reason, .. }) = ledger.borrow().acks.get(peer) {
+                let reason = printable(reason);
+                bail!("{peer} rejected {name} (transfer {id}): {reason}");
+            }
+            bail!("sending {name} (transfer {id}) to {peer}: {error}");
+        }
     }
     Ok(())
+}
+
+/// Resolves with the message of the first failure among the targets of transfer `id` (a
+/// rejection, a fault, a peer gone past its grace); never while all is well.
+async fn first_failure(ledger: &watch::Sender<Ledger>, id: u32, name: &str) -> String {
+    let mut changes = ledger.subscribe();
+    loop {
+        let next = match verdict(&changes.borrow_and_update(), id, name, None) {
+            Verdict::Failed(message) => return message,
+            Verdict::Verified | Verdict::Pending(None) => None,
+            Verdict::Pending(next) => next,
+        };
+        match next {
+            Some(at) => tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep_until(at.into()) => {}
+            },
+            None => {
+                if changes.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
 }

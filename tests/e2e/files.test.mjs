@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -103,6 +103,9 @@ test(`native send -> browser: ${MIB} MiB random file, same SHA-256`, async () =>
     assert.equal(await page.locator("#log li.file.done a[download='to-browser.bin']").count(), 1, "a download link");
     const { code } = await sender.exited;
     assert.equal(code, 0, `send exit code; stderr:\n${sender.stderr}`);
+    // The page acknowledged the file (file-received), so the sender knows it was verified.
+    const pageId = await page.evaluate(() => window.miaouChat.transport.peerId);
+    assert.match(sender.stderr, new RegExp(`verified by ${pageId}`), sender.stderr);
     const sentIn = sender.stderr.match(/sent in ([\d.]+) s/)?.[1];
     console.log(`native -> browser: ${MIB} MiB in ${seconds.toFixed(1)} s (${(MIB / seconds).toFixed(1)} MiB/s; sender's own count ${sentIn} s); send peak RSS ${peakRss(sender.stderr)}`);
     assert.deepEqual(page.miaouErrors, []);
@@ -135,6 +138,10 @@ test(`browser -> native receive: ${MIB} MiB random file, same SHA-256`, async ()
     }, SIZE);
     assert.equal(sent.result.sha256, sent.expected, "the page announced the SHA-256 of its bytes");
     assert.equal(sent.result.size, SIZE);
+    // sendFile resolved only once receive acknowledged the file; the card says so.
+    const [receiverId] = await page.evaluate(() => window.miaouChat.transport.peers());
+    assert.deepEqual(sent.result.verifiedBy, [receiverId]);
+    assert.equal(await page.locator("#log li.file.mine.done .verified").innerText(), `verified by ${receiverId.slice(0, 8)}`);
     await waitFor(() => receiver.lines.length === 1, "receive to verify the file", TRANSFER_MS, 100)
       .catch((e) => { throw new Error(`${e.message}\nreceive stderr:\n${receiver.stderr}`); });
     const seconds = sent.ms / 1000;
@@ -186,6 +193,9 @@ test("page UI: Send file button and drop between two tabs, chat unaffected", asy
     assert.deepEqual(await b.evaluate(() => window.miaouChat.received.map(([, t]) => t)), ["chat still works"]);
     // Both sides show a finished card with the hash; the receiver offers download links.
     await waitFor(() => a.evaluate(() => document.querySelectorAll("#log li.file.mine.done").length === 2), "sender cards done");
+    const bId = await b.evaluate(() => window.miaouChat.transport.peerId);
+    assert.deepEqual(await a.locator("#log li.file.mine.done .verified").allInnerTexts(),
+      [`verified by ${bId.slice(0, 8)}`, `verified by ${bId.slice(0, 8)}`], "each sent card is verified by tab b");
     assert.equal(await b.locator("#log li.file.done a[download='picked.bin']").count(), 1);
     assert.match(await b.locator("#log li.file.done").first().innerText(), new RegExp(`SHA-256 ${pickedSha}`));
     const dropped = await b.evaluate(async () => (await fetch(window.miaouChat.files[1].blobUrl)).text());
@@ -207,6 +217,9 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
     await waitFor(async () => (await pagePeers(a)) === 1 && (await pagePeers(b)) === 1, "tab channels");
     await a.evaluate(async () => {
       const t = window.miaouChat.transport;
+      // Tab a plays a raw sender: it keeps what tab b answers.
+      window.answers = [];
+      t.onMessage((peerId, data) => window.answers.push(data));
       const send = (data) => t.broadcast(data);
       const start = (id, name, size) => send(JSON.stringify({ type: "file-start", id, name, size }));
       const end = (id, sha256) => send(JSON.stringify({ type: "file-end", id, sha256 }));
@@ -239,6 +252,9 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
       await start(11, "../../etc/ok.txt", 2); // path stripped
       await send(new Uint8Array([104, 105]));
       await end(11, "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"); // sha256("hi")
+      await start(13, "huge.bin", 3 * 2 ** 30); // above the page's 2 GiB
+      await send(new Uint8Array(5)); // dropped
+      await end(13, zeros); // dropped
       await send("just chatting");
       await send(JSON.stringify({ type: "chat", text: "JSON that is not a file message" }));
     });
@@ -253,6 +269,7 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
       /end without start: file-end 8/,
       /id mismatch: file-end 10 while transfer 9 is open/,
       /malformed file message: file-end: "sha256" must be 64 hex digits/,
+      /too large for the page: transfer 13 \(huge\.bin\) is 3\.00 GiB; this page receives at most 2\.00 GiB at once/,
     ];
     await waitFor(() => b.evaluate((n) => window.miaouChat.files.length === 1 && window.miaouChat.received.length === 2
       && document.querySelectorAll("#log li.notice.error").length === n, expected.length), "tab b to settle");
@@ -261,6 +278,18 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
       ["just chatting", JSON.stringify({ type: "chat", text: "JSON that is not a file message" })]);
     const errors = await b.locator("#log li.notice.error").allInnerTexts();
     for (const pattern of expected) assert.ok(errors.some((e) => pattern.test(e)), `no error matching ${pattern} in:\n${errors.join("\n")}`);
+    // Every transfer was answered: file-error per id it ended (none for faults of no transfer),
+    // file-received for the one good file.
+    await waitFor(() => a.evaluate(() => window.answers.length === 14), "tab b's 14 acknowledgements");
+    const answers = (await a.evaluate(() => window.answers)).map((t) => JSON.parse(t));
+    assert.deepEqual(answers.filter((m) => m.type === "file-error" && m.id === undefined).map((m) => m.reason),
+      ["chunk without start: 10-byte binary message with no file-start", 'malformed file message: file-end: "sha256" must be 64 hex digits']);
+    assert.deepEqual(answers.filter((m) => m.type === "file-error" && m.id !== undefined).map((m) => m.id).sort((x, y) => x - y),
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13]);
+    assert.match(answers.find((m) => m.id === 13).reason, /^too large for the page/);
+    assert.deepEqual(answers.filter((m) => m.type === "file-received"),
+      [{ type: "file-received", id: 11, sha256: "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4" }]);
+    assert.ok((await b.evaluate(() => window.miaouChat.files.length)) === 1 && answers.length === 14);
 
     // A sender that leaves mid-file.
     await a.evaluate(async () => {
@@ -272,8 +301,47 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
     await waitFor(() => b.evaluate(() => [...document.querySelectorAll("#log li.notice.error")].some((e) =>
       e.textContent.includes("peer disconnected mid-file: transfer 12 (cut.bin) stopped at 40 of 100 bytes"))), "the mid-file error", 15_000);
     assert.equal(await b.locator("#log li.file.failed").count(), 7, "a failed card per transfer that had opened");
+
+    // The test hooks stay bounded: the last 200 chat lines.
+    const c = await openChat(browser, bridge.http, "e2e-files-bad");
+    try {
+      await waitFor(async () => (await pagePeers(c)) === 1, "tab c's channel to b");
+      await c.evaluate(async () => { for (let i = 0; i < 250; i++) await window.miaouChat.transport.broadcast(`line ${i}`); });
+      await waitFor(() => b.evaluate(() => window.miaouChat.received.at(-1)?.[1] === "line 249"), "the 250 lines at b");
+      const kept = await b.evaluate(() => window.miaouChat.received.map(([, t]) => t));
+      assert.equal(kept.length, 200);
+      assert.equal(kept[0], "line 50");
+    } finally {
+      await c.close();
+    }
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+test("page sender: a receiver's file-error fails sendFile and shows on the card, naming the peer", async () => {
+  // Every name receive could use for taken.bin exists already: it answers "name taken".
+  const out = path.join(work, "full-inbox");
+  mkdirSync(out);
+  writeFileSync(path.join(out, "taken.bin"), "mine");
+  for (let n = 1; n < 1000; n++) writeFileSync(path.join(out, `taken (${n}).bin`), "mine");
+  const page = await openChat(browser, bridge.http, "e2e-files-nack");
+  const receiver = native(["receive", "--signal", bridge.ws, "--room", "e2e-files-nack", "--out", out, "--count", "1"]);
+  try {
+    await waitFor(async () => (await pagePeers(page)) === 1, "the page's channel to the receiver");
+    const [receiverId] = await page.evaluate(() => window.miaouChat.transport.peers());
+    const outcome = await page.evaluate(() => window.miaouChat.sendFile(new File(["new"], "taken.bin"))
+      .then((r) => ({ resolved: r }), (e) => ({ rejected: e.message })));
+    const short = receiverId.slice(0, 8);
+    assert.equal(outcome.rejected, `${short} rejected taken.bin: name taken in transfer 1: "taken.bin" and 999 numbered variants exist`);
+    assert.match(await page.locator("#log li.file.mine.failed .file-detail").innerText(), new RegExp(`^${short} rejected taken\\.bin: name taken`));
+    const { code } = await receiver.exited;
+    assert.equal(code, 1, `receive fails on its error; stderr:\n${receiver.stderr}`);
+    assert.equal(readdirSync(out).length, 1000, "nothing written, nothing replaced");
+    assert.deepEqual(page.miaouErrors, []);
+  } finally {
+    receiver.kill();
+    await page.close();
   }
 });
