@@ -27,16 +27,6 @@ const RECEIVE_QUEUE_MESSAGES: usize = 64;
 /// only matters for a sender that vanished.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
-/// How long closing may take: a little more than the transport's per-peer close timeout
-/// (10 s), because closing a peer connection to a peer that died can hang in webrtc-rs.
-const CLOSE_BOUND: Duration = Duration::from_secs(12);
-
-/// How often the channels of senders with an open transfer are checked. The library removes a
-/// peer from `peers()` as soon as it learns the peer left, but its `PeerLeft` /
-/// `PeerDisconnected` events come only after closing the peer connection, which webrtc-rs can
-/// take very long to do for a peer that died mid-transfer.
-const LIVENESS_CHECK: Duration = Duration::from_millis(250);
-
 #[derive(Args)]
 pub struct ReceiveArgs {
     #[command(flatten)]
@@ -106,7 +96,6 @@ async fn receive_files(
     let mut gone: Vec<(PeerId, Instant)> = Vec::new();
     let mut done = 0usize;
     let mut events_open = true;
-    let mut liveness = tokio::time::interval(LIVENESS_CHECK);
     while done < args.count {
         let grace_end = gone.iter().map(|(_, at)| *at).min();
         tokio::select! {
@@ -150,18 +139,6 @@ async fn receive_files(
                 }
                 gone.retain(|(_, at)| *at > now);
             }
-            _ = liveness.tick() => {
-                // The library drops a peer from `peers()` as soon as it is gone; its events
-                // may come much later (see LIVENESS_CHECK).
-                let connected = transport.peers();
-                for (peer, sender) in senders.iter() {
-                    let lost = sender.files.open_transfer().is_some() && !connected.contains(peer);
-                    if lost && !gone.iter().any(|(p, _)| p == peer) {
-                        tracing::info!(%peer, "no open channel to {peer} any more");
-                        gone.push((peer.clone(), Instant::now() + DISCONNECT_GRACE));
-                    }
-                }
-            }
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         }
     }
@@ -178,17 +155,14 @@ async fn acknowledge(transport: &Transport, peer: &PeerId, ack: &str) {
 
 /// Closes losslessly (our acknowledgements reach their senders) while still reading: a sender
 /// still streaming must not find our receive queue full, or our close could not complete.
-/// Bounded by [`CLOSE_BOUND`].
+/// (The transport bounds it: `close_timeout_ms` per peer.)
 async fn close_draining(transport: &Transport) -> anyhow::Result<()> {
-    let close = tokio::time::timeout(CLOSE_BOUND, transport.close());
+    let close = transport.close();
     tokio::pin!(close);
     let mut reading = true;
     loop {
         tokio::select! {
-            result = &mut close => return match result {
-                Ok(closed) => Ok(closed?),
-                Err(_) => bail!("not closed after {} s", CLOSE_BOUND.as_secs()),
-            },
+            result = &mut close => return Ok(result?),
             message = transport.recv(), if reading => reading = message.is_some(),
         }
     }

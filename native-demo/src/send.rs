@@ -25,16 +25,8 @@ use tokio::sync::watch;
 /// queues).
 const GONE_GRACE: Duration = Duration::from_secs(2);
 
-/// How often the sender checks that its targets still have an open channel. The library
-/// removes a peer from `peers()` as soon as it learns the peer left, but its `PeerLeft` /
-/// `PeerDisconnected` events come only after closing the peer connection, which webrtc-rs
-/// can take very long to do for a peer that died mid-transfer.
-const LIVENESS_CHECK: Duration = Duration::from_millis(250);
-
-/// How long `send` waits for the transport's close: a little more than its per-peer close
-/// timeout (10 s), because closing a peer connection to a peer that died can hang in
-/// webrtc-rs. After a failure nothing of ours is left to deliver: a short wait.
-const CLOSE_BOUND: Duration = Duration::from_secs(12);
+/// After a failure nothing of ours is left to deliver: `send` waits this long for the
+/// transport's close (itself bounded by the 10 s close timeout per peer) before leaving.
 const CLOSE_BOUND_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
@@ -181,20 +173,6 @@ impl Ledger {
             self.faults.insert(peer.clone(), fault);
         }
     }
-
-    /// Records the targets missing from `connected` (the transport's peers) as gone, unless
-    /// something is known about them already.
-    fn record_connected(&mut self, connected: &[PeerId]) {
-        let since = Instant::now();
-        for peer in &self.targets {
-            if !connected.contains(peer) && !self.faults.contains_key(peer) {
-                tracing::info!(%peer, "no open channel to {peer} any more");
-                let reason = "lost its channel".to_owned();
-                self.faults
-                    .insert(peer.clone(), Fault::Gone { reason, since });
-            }
-        }
-    }
 }
 
 /// How the wait for the current transfer's acknowledgements stands.
@@ -317,19 +295,6 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
             bail!("no connected peer to send to");
         }
         ledger.send_modify(|l| l.targets = targets);
-        let watched = Arc::clone(&transport);
-        let liveness = Arc::clone(&ledger);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LIVENESS_CHECK).await;
-                let connected = watched.peers();
-                liveness.send_if_modified(|l| {
-                    let before = l.faults.len();
-                    l.record_connected(&connected);
-                    l.faults.len() != before
-                });
-            }
-        });
         let ack_timeout = Duration::from_secs(args.ack_timeout);
         for (index, source) in sources.iter().enumerate() {
             let id = index as u32 + 1;
@@ -339,19 +304,16 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     }
     .await;
     // Every file is acknowledged end to end (or we failed anyway): a close that cannot complete
-    // (a receiver that already left) changes nothing, so it is bounded and only logged.
-    let bound = if result.is_ok() {
-        CLOSE_BOUND
-    } else {
-        CLOSE_BOUND_AFTER_FAILURE
+    // (a receiver that already left) changes nothing, so it is only logged.
+    let closing = transport.close();
+    let closed = match result {
+        Ok(()) => Ok(closing.await),
+        Err(_) => tokio::time::timeout(CLOSE_BOUND_AFTER_FAILURE, closing).await,
     };
-    match tokio::time::timeout(bound, transport.close()).await {
+    match closed {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!("closing: {error}"),
-        Err(_) => tracing::warn!(
-            "closing: not done after {} s; leaving anyway",
-            bound.as_secs()
-        ),
+        Err(_) => tracing::warn!("closing: leaving without waiting for it after the failure"),
     }
     lan.close().await;
     result

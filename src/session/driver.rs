@@ -203,7 +203,11 @@ impl Driver {
             ServerMessage::PeerJoined { peer_id } => {
                 self.introduce(peer_id, Introduction::Joined).await
             }
-            ServerMessage::PeerLeft { peer_id } => self.forget(peer_id, true).await,
+            ServerMessage::PeerLeft { peer_id } => {
+                if let Some(rtc) = self.forget(peer_id, true) {
+                    close_in_background(rtc);
+                }
+            }
             ServerMessage::Signal { from, signal } => self.on_signal(from, signal).await,
             ServerMessage::Error { code, message } => {
                 tracing::warn!(?code, "signaling server: {message}");
@@ -243,7 +247,7 @@ impl Driver {
     /// now, `PeerConnected` again once the new channel opens.
     async fn replace_rtc(&mut self, peer: &PeerId, generation: u64, rtc: RtcPeer) {
         let Some(state) = self.peers.get_mut(peer) else {
-            rtc.close().await;
+            close_in_background(rtc);
             return;
         };
         state.generation = generation;
@@ -261,7 +265,7 @@ impl Driver {
             });
         }
         if let Some(old) = old {
-            old.close().await;
+            close_in_background(old);
         }
     }
 
@@ -370,7 +374,7 @@ impl Driver {
         let answer = match rtc.accept_offer(sdp.clone()).await {
             Ok(answer) => answer,
             Err(e) => {
-                rtc.close().await;
+                close_in_background(rtc);
                 return match self.peers.get(&from).is_some_and(|s| s.connected) {
                     true => self.refuse_signal(&from, e),
                     false => self.fail(from, e).await,
@@ -506,7 +510,7 @@ impl Driver {
             return;
         };
         if let Some(rtc) = state.rtc.take() {
-            rtc.close().await;
+            close_in_background(rtc);
         }
         lock(&self.links).remove(&conn.peer);
         state.connected = false;
@@ -570,7 +574,7 @@ impl Driver {
             return self.abandon(ConnId { peer, generation }, error).await;
         }
         if let Some(rtc) = state.rtc.take() {
-            rtc.close().await;
+            close_in_background(rtc);
         }
         let reason = Some(format!("no open data channel after {OPEN_DEADLINE_MS} ms"));
         let event = RtcEvent::Closed {
@@ -600,12 +604,12 @@ impl Driver {
         self.abandon(ConnId { peer, generation }, error).await;
     }
 
-    async fn forget(&mut self, peer: PeerId, announce: bool) {
+    /// Drops everything about `peer`; returns its connection, still to be closed.
+    fn forget(&mut self, peer: PeerId, announce: bool) -> Option<RtcPeer> {
         lock(&self.links).remove(&peer);
+        let mut rtc = None;
         if let Some(state) = self.peers.remove(&peer) {
-            if let Some(rtc) = state.rtc {
-                rtc.close().await;
-            }
+            rtc = state.rtc;
             if state.connected {
                 self.emit(Event::PeerDisconnected {
                     peer: peer.clone(),
@@ -616,16 +620,37 @@ impl Driver {
         if announce {
             self.emit(Event::PeerLeft(peer));
         }
+        rtc
     }
 
+    /// Leaves the room and closes every peer connection, waiting for those closes at most
+    /// [`SHUTDOWN_CLOSE_MS`] (the FIN exchange already delivered everything; this only tells
+    /// the peers' stacks at once instead of by their ICE timeouts).
     async fn shutdown(&mut self) {
         self.send_to_bridge(ClientMessage::Leave).await;
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
-        for peer in peers {
-            self.forget(peer, false).await;
+        let rtcs: Vec<RtcPeer> = peers
+            .into_iter()
+            .filter_map(|peer| self.forget(peer, false))
+            .collect();
+        let closing = futures::future::join_all(rtcs.iter().map(RtcPeer::close));
+        let bound = crate::backend::sleep_ms(SHUTDOWN_CLOSE_MS);
+        if let futures::future::Either::Right(_) =
+            futures::future::select(Box::pin(closing), Box::pin(bound)).await
+        {
+            tracing::debug!("peer connections still closing after {SHUTDOWN_CLOSE_MS} ms");
         }
         self.signal_tx.close();
     }
+}
+
+/// How long `shutdown` waits for the peer connections to close, ms.
+const SHUTDOWN_CLOSE_MS: u64 = 2_000;
+
+/// Closes `rtc` without holding up the driver: webrtc-rs's close of a connection whose peer
+/// vanished can take long, and was seen to hang, which would stall every later event.
+fn close_in_background(rtc: RtcPeer) {
+    crate::backend::spawn(async move { rtc.close().await });
 }
 
 /// Locks the link table; a poisoned lock (a panic elsewhere) still holds a usable table.
