@@ -29,7 +29,7 @@ const DISCONNECT_GRACE_MS = 2000;
 /** How long a sent file waits after its file-end for each receiver's acknowledgement, ms. */
 const ACK_TIMEOUT_MS = 60_000;
 /** Entries kept in the hooks `miaouChat.received` and `miaouChat.files` (oldest dropped). */
-const MAX_KEPT = 200;
+const MAX_KEPT = 2000;
 /** Longest file-error reason sent, characters. */
 const MAX_REASON = 1000;
 /** The `type`s of file messages; any other text message is chat. */

@@ -121,6 +121,8 @@ test(`browser -> native receive: ${MIB} MiB random file, same SHA-256`, async ()
   const receiver = native(["receive", "--signal", bridge.ws, "--room", "e2e-files-b2n", "--out", out, "--count", "1"]);
   try {
     await waitFor(async () => (await pagePeers(page)) === 1, "the page's channel to the receiver");
+    // Read now: receive leaves as soon as it has the file.
+    const [receiverId] = await page.evaluate(() => window.miaouChat.transport.peers());
     const sent = await page.evaluate(async (size) => {
       const parts = [];
       for (let left = size; left > 0;) {
@@ -139,7 +141,6 @@ test(`browser -> native receive: ${MIB} MiB random file, same SHA-256`, async ()
     assert.equal(sent.result.sha256, sent.expected, "the page announced the SHA-256 of its bytes");
     assert.equal(sent.result.size, SIZE);
     // sendFile resolved only once receive acknowledged the file; the card says so.
-    const [receiverId] = await page.evaluate(() => window.miaouChat.transport.peers());
     assert.deepEqual(sent.result.verifiedBy, [receiverId]);
     assert.equal(await page.locator("#log li.file.mine.done .verified").innerText(), `verified by ${receiverId.slice(0, 8)}`);
     await waitFor(() => receiver.lines.length === 1, "receive to verify the file", TRANSFER_MS, 100)
@@ -302,14 +303,14 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
       e.textContent.includes("peer disconnected mid-file: transfer 12 (cut.bin) stopped at 40 of 100 bytes"))), "the mid-file error", 15_000);
     assert.equal(await b.locator("#log li.file.failed").count(), 7, "a failed card per transfer that had opened");
 
-    // The test hooks stay bounded: the last 200 chat lines.
+    // The test hooks stay bounded: the last 2000 chat lines.
     const c = await openChat(browser, bridge.http, "e2e-files-bad");
     try {
       await waitFor(async () => (await pagePeers(c)) === 1, "tab c's channel to b");
-      await c.evaluate(async () => { for (let i = 0; i < 250; i++) await window.miaouChat.transport.broadcast(`line ${i}`); });
-      await waitFor(() => b.evaluate(() => window.miaouChat.received.at(-1)?.[1] === "line 249"), "the 250 lines at b");
+      await c.evaluate(async () => { for (let i = 0; i < 2050; i++) await window.miaouChat.transport.broadcast(`line ${i}`); });
+      await waitFor(() => b.evaluate(() => window.miaouChat.received.at(-1)?.[1] === "line 2049"), "the 2050 lines at b");
       const kept = await b.evaluate(() => window.miaouChat.received.map(([, t]) => t));
-      assert.equal(kept.length, 200);
+      assert.equal(kept.length, 2000);
       assert.equal(kept[0], "line 50");
     } finally {
       await c.close();
