@@ -330,6 +330,19 @@ impl TransportConfig {
                 return Err(Error::Config(format!("{name} must be at least 1")));
             }
         }
+        if self.max_message_size == 0 {
+            // Every message would be refused, by both sides.
+            return Err(Error::Config(
+                "max_message_size must be at least 1 byte".into(),
+            ));
+        }
+        if self.ice_failed_timeout_ms < self.ice_disconnected_timeout_ms {
+            // ICE fails only after it was disconnected (W3C RTCIceConnectionState).
+            return Err(Error::Config(format!(
+                "ice_failed_timeout_ms ({}) must not be below ice_disconnected_timeout_ms ({})",
+                self.ice_failed_timeout_ms, self.ice_disconnected_timeout_ms
+            )));
+        }
         if self.send_low_water_bytes > self.send_high_water_bytes {
             return Err(Error::Config(format!(
                 "send_low_water_bytes ({}) must not exceed send_high_water_bytes ({})",
@@ -686,6 +699,28 @@ mod tests {
                 .build(),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn a_zero_message_size_and_failing_before_disconnecting_are_refused() {
+        let built = TransportConfig::builder("ws://h/ws", "r")
+            .max_message_size(0)
+            .build();
+        assert!(
+            matches!(&built, Err(Error::Config(m)) if m.contains("max_message_size")),
+            "{built:?}"
+        );
+        let built = TransportConfig::builder("ws://h/ws", "r")
+            .ice_timeouts_ms(9_000, 10)
+            .build();
+        assert!(
+            matches!(&built, Err(Error::Config(m)) if m.contains("must not be below")),
+            "{built:?}"
+        );
+        assert!(TransportConfig::builder("ws://h/ws", "r")
+            .ice_timeouts_ms(5_000, 5_000)
+            .build()
+            .is_ok());
     }
 
     #[test]

@@ -167,7 +167,8 @@ impl Transport {
     /// a task's messages arrive in the order it sent them; a message sent concurrently by
     /// another task overtakes a large transfer after at most one frame.
     ///
-    /// Errors: [`Error::PeerNotConnected`] (no link, or it is closing), [`Error::Codec`]
+    /// Errors: [`Error::Closed`] (after [`close`](Self::close)), [`Error::PeerNotConnected`]
+    /// (no link, or it is closing), [`Error::Codec`]
     /// (message larger than `max_message_size`), and for multi-frame messages
     /// [`Error::MessageRefused`] (the peer's reassembly cap) or [`Error::Rtc`] (the channel
     /// failed). Nothing accepted is lost silently: [`close`](Self::close) delivers every queued
@@ -185,6 +186,9 @@ impl Transport {
 
     /// Sends `data`, marked as text when `text` (the payload must then be UTF-8).
     pub(crate) async fn send_payload(&self, peer: &PeerId, data: Bytes, text: bool) -> Result<()> {
+        if self.messages.is_closed() {
+            return Err(Error::Closed); // closed by `close`
+        }
         self.link(peer)?.send(peer, data, text).await
     }
 
@@ -267,8 +271,8 @@ impl Transport {
     /// the room. Waits at most `close_timeout_ms` per peer. The peer acknowledges once all we
     /// sent is in its receive queue, so it must keep reading while we close (its queue is
     /// bounded: `receive_queue_messages`, `receive_queue_bytes`). Afterwards `recv` and
-    /// `next_event` return `None` (messages not read by then are dropped) and `send` fails
-    /// with [`Error::PeerNotConnected`]; closing twice is harmless.
+    /// `next_event` return `None` (messages not read by then are dropped) and `send` and
+    /// `broadcast` fail with [`Error::Closed`]; closing twice is harmless.
     ///
     /// Errors: [`Error::Timeout`] if a peer did not acknowledge in time, [`Error::Rtc`] if a
     /// channel failed while draining. The transport is closed in every case.

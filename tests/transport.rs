@@ -289,12 +289,13 @@ async fn send_to_an_unknown_peer_is_peer_not_connected() {
     let ghost = PeerId::from("no-such-peer");
     assert_eq!(
         a.send(&ghost, vec![1]).await,
-        Err(Error::PeerNotConnected(ghost))
+        Err(Error::PeerNotConnected(ghost.clone()))
     );
     assert!(a.peers().is_empty());
     assert_eq!(a.broadcast(vec![1]).await, Ok(()), "no peer: nothing to do");
     a.close().await.unwrap();
     assert_eq!(a.broadcast(vec![1]).await, Err(Error::Closed));
+    assert_eq!(a.send(&ghost, vec![1]).await, Err(Error::Closed));
 }
 
 #[tokio::test]

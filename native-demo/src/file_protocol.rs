@@ -461,7 +461,11 @@ impl fmt::Display for FileError {
                 received,
                 size,
             } => {
-                write!(f, "peer disconnected mid-file: transfer {id} ({name}) stopped at {received} of {size} bytes")
+                if received == size {
+                    write!(f, "peer disconnected mid-file: transfer {id} ({name}) sent all {size} bytes but no file-end (it gave up before verifying them)")
+                } else {
+                    write!(f, "peer disconnected mid-file: transfer {id} ({name}) stopped at {received} of {size} bytes")
+                }
             }
             FileError::NameTaken { id, name } => write!(
                 f,
@@ -664,10 +668,14 @@ impl FileReceiver {
         };
         // A fresh random name, created exclusively (O_EXCL): it cannot be a received file nor
         // another transfer's temporary, whoever sent them.
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".miaou-{}-", self.tag))
-            .suffix(".part")
-            .tempfile_in(&self.dir);
+        let prefix = format!(".miaou-{}-", self.tag);
+        let mut temp = tempfile::Builder::new();
+        temp.prefix(&prefix).suffix(".part");
+        // Mode 0o666 less the umask (open(2) applies it), like any file a program creates:
+        // tempfile's own 0o600 would leave received files unreadable to the user's group.
+        #[cfg(unix)]
+        temp.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let temp = temp.tempfile_in(&self.dir);
         let temp = match temp {
             Ok(temp) => temp,
             Err(error) => {
@@ -1131,6 +1139,22 @@ mod tests {
         assert_eq!(file.path, dir.path().join("escape.txt"));
         assert_eq!(std::fs::read(&file.path).unwrap(), b"data");
         assert!(!dir.path().parent().unwrap().join("escape.txt").exists());
+    }
+
+    /// A received file gets the mode any program's new file gets (0o666 less the umask), not
+    /// tempfile's private 0o600.
+    #[cfg(unix)]
+    #[test]
+    fn received_files_get_the_usual_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, mut rx) = receiver();
+        let Ok(Received::Completed(file)) = transfer(&mut rx, 1, "mode.txt", b"data") else {
+            panic!()
+        };
+        let usual = dir.path().join("usual");
+        std::fs::write(&usual, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file.path), mode(&usual));
     }
 
     #[test]

@@ -53,6 +53,9 @@ struct Sender {
 }
 
 pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
+    if args.out.exists() && !args.out.is_dir() {
+        bail!("--out {} exists and is not a directory", args.out.display());
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut lan = args.signaling.resolve(&args.room).await?;

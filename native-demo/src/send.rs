@@ -36,8 +36,8 @@ pub struct SendArgs {
     /// Room name.
     #[arg(long)]
     room: String,
-    /// Wait until this many peers have an open channel before sending.
-    #[arg(long, default_value_t = 1)]
+    /// Wait until this many peers have an open channel before sending (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     wait_peers: usize,
     /// Give up waiting for peers after this many seconds.
     #[arg(long, default_value_t = 60)]
@@ -287,18 +287,28 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     });
 
     let result = async {
-        joined
-            .wait_for_peers(args.wait_peers.max(1), args.wait_timeout)
-            .await?;
-        let targets = transport.peers();
-        if targets.is_empty() {
-            bail!("no connected peer to send to");
-        }
-        ledger.send_modify(|l| l.targets = targets);
+        let wanted = args.wait_peers;
+        joined.wait_for_peers(wanted, args.wait_timeout).await?;
+        let takers_deadline = Instant::now() + Duration::from_secs(args.wait_timeout);
         let ack_timeout = Duration::from_secs(args.ack_timeout);
+        let mut next_id = 1u32;
         for (index, source) in sources.iter().enumerate() {
-            let id = index as u32 + 1;
-            send_file(&transport, &ledger, id, source, ack_timeout).await?;
+            loop {
+                if index == 0 {
+                    // Other senders count as connected peers but decline files: the first
+                    // file goes out again once enough peers that take files are there.
+                    let takers = wait_for_takers(&transport, &ledger, wanted, takers_deadline).await?;
+                    ledger.send_modify(|l| l.targets = takers);
+                }
+                let id = next_id;
+                next_id += 1;
+                match send_file(&transport, &ledger, id, source, ack_timeout).await {
+                    Err(_) if index == 0 && everyone_declined(&ledger) => {
+                        tracing::info!(id, "every target declined (they are senders); waiting for a peer that takes files");
+                    }
+                    sent => break sent?,
+                }
+            }
         }
         Ok(())
     }
@@ -317,6 +327,46 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     }
     lan.close().await;
     result
+}
+
+/// Whether the current transfer failed only because every target declined (other senders).
+fn everyone_declined(ledger: &watch::Sender<Ledger>) -> bool {
+    let ledger = ledger.borrow();
+    ledger.targets.is_empty() && !ledger.declined.is_empty()
+}
+
+/// Waits until at least `wanted` connected peers have not declined files, at most until
+/// `deadline`; returns them. Every event and acknowledgement updates the ledger, which wakes
+/// this.
+async fn wait_for_takers(
+    transport: &Transport,
+    ledger: &watch::Sender<Ledger>,
+    wanted: usize,
+    deadline: Instant,
+) -> anyhow::Result<Vec<PeerId>> {
+    let mut changes = ledger.subscribe();
+    loop {
+        let takers: Vec<PeerId> = {
+            let declined = &changes.borrow_and_update().declined;
+            let peers = transport.peers();
+            peers
+                .into_iter()
+                .filter(|p| !declined.contains(p))
+                .collect()
+        };
+        if takers.len() >= wanted {
+            return Ok(takers);
+        }
+        let wait = tokio::time::timeout_at(deadline.into(), changes.changed());
+        if !matches!(wait.await, Ok(Ok(()))) {
+            let declined = ledger.borrow().declined.len();
+            bail!(
+                "fewer than {wanted} peers that take files connected in time ({} connected, \
+                 {declined} of them senders that declined)",
+                transport.peers().len()
+            );
+        }
+    }
 }
 
 /// Sends one file to the ledger's targets, chunk by chunk, then waits for their

@@ -97,6 +97,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let turn = turn_config(&args)?;
     let www = args.www.unwrap_or_else(|| default_dir("www"));
     let pkg = args.pkg.unwrap_or_else(|| default_dir("pkg"));
+    if !www.join("index.html").is_file() {
+        tracing::warn!(
+            "{} has no index.html: the bridge serves no demo page there",
+            www.display()
+        );
+    }
     if !pkg.join("miaou_transport.js").is_file() {
         tracing::warn!(
             "{} has no built package; run `npm run build` for the demo page to work",

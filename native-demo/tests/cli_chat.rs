@@ -570,3 +570,28 @@ fn wait_timeout_expiring_is_a_clear_error_and_a_non_zero_exit() {
         "{stderr}"
     );
 }
+
+/// Ctrl-C ends `join` and `echo` at once with status 130, even while their stdin stays open
+/// (a blocking stdin read must not hold the process).
+#[test]
+fn ctrl_c_ends_join_and_echo_at_once_with_status_130() {
+    let (_bridge, ws) = bridge();
+    for command in ["join", "echo"] {
+        let mut proc = spawn_logged(&[command, "--signal", &ws, "--room", "ctrl-c", "--no-mdns"]);
+        let ready = if command == "join" {
+            "joined"
+        } else {
+            "echoing"
+        };
+        proc.wait_stderr(ready, Duration::from_secs(30));
+        let pid = proc.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = wait_exit(&mut proc, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(130), "{command}: {}", proc.stderr());
+        assert!(proc.stderr().contains("interrupted"), "{}", proc.stderr());
+    }
+}

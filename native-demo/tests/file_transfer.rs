@@ -586,6 +586,52 @@ fn one_send_delivers_to_two_receivers_and_waits_for_both() {
     }
 }
 
+/// Two senders that meet before any receiver is there: with `--wait-peers 1` each is
+/// satisfied by the other, which declines the file (it is a sender). They must wait for a peer
+/// that takes files, then deliver, instead of giving up on "reached nobody".
+#[test]
+fn senders_that_meet_first_wait_for_a_receiver() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let (a, b) = (Noise(seed()).bytes(CHUNK + 5), Noise(seed() + 1).bytes(7));
+    let (path_a, path_b) = (src.path().join("a.bin"), src.path().join("b.bin"));
+    std::fs::write(&path_a, &a).unwrap();
+    std::fs::write(&path_b, &b).unwrap();
+    let mut senders = [
+        send(&ws, "senders-first", &[path_a]),
+        send(&ws, "senders-first", &[path_b]),
+    ];
+    // Both have met and declined each other's first file before the receiver comes.
+    for sender in &senders {
+        let declined = || sender.stderr().contains("declined by");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !declined() {
+            assert!(std::time::Instant::now() < deadline, "{}", sender.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let receiver = receive(&ws, "senders-first", dst.path(), 2);
+    let mut lines = vec![
+        receiver.next_line(Duration::from_secs(60)),
+        receiver.next_line(Duration::from_secs(60)),
+    ];
+    lines.sort();
+    let mut want = vec![
+        format!("{}  a.bin", sha256_hex(&a)),
+        format!("{}  b.bin", sha256_hex(&b)),
+    ];
+    want.sort();
+    assert_eq!(lines, want);
+    for sender in &mut senders {
+        assert!(
+            sender.wait_exit(Duration::from_secs(60)).success(),
+            "{}",
+            sender.stderr()
+        );
+    }
+}
+
 #[test]
 fn send_fails_naming_the_receiver_that_rejects_the_file() {
     let (_bridge, ws) = bridge();
@@ -1265,4 +1311,14 @@ fn send_errors_are_clear_and_non_zero() {
         stderr.contains("fewer than 1 peers connected within 2 s"),
         "{stderr}"
     );
+
+    // Sending to "at least 0 peers" means nothing: refused, not read as 1.
+    let zero = Command::new(BIN)
+        .args(["send", "--signal", &ws, "--room", "x", "--wait-peers", "0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!zero.status.success());
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    assert!(stderr.contains("--wait-peers"), "{stderr}");
 }

@@ -186,6 +186,12 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
         misspeltOption: await attempt(() => Transport.connect({ signal, room: "r", icetransportPolicy: "relay" })),
         bareConstructor: await attempt(() => new Transport()),
         handlerNotAFunction: await attempt(() => window.miaouChat.transport.onPeer("notfn")),
+        zeroMessageSize: await attempt(() => Transport.connect({ signal, room: "r", maxMessageSize: 0 })),
+        sendAfterClose: await attempt(async () => {
+          const t = await Transport.connect({ signal, room: "closed-early" });
+          await t.close();
+          await t.send("someone", "x");
+        }),
         stillWorks: await attempt(() => window.miaouChat.transport.broadcast("after bad input")),
       };
     }, bridge.ws);
@@ -204,6 +210,8 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
     assert.match(outcome.misspeltOption, /^MiaouError: .*unknown option "icetransportPolicy"/);
     assert.match(outcome.bareConstructor, /^MiaouError: .*Transport\.connect/);
     assert.match(outcome.handlerNotAFunction, /^MiaouError: invalid input: onPeer takes a function/);
+    assert.match(outcome.zeroMessageSize, /^MiaouError: .*max_message_size must be at least 1/);
+    assert.equal(outcome.sendAfterClose, "MiaouError: transport closed");
     assert.equal(outcome.stillWorks, "resolved", "the transport keeps working after bad input");
     // The timed-out connect left no handler behind to fire into a dropped closure (the
     // console errors of the deliberately failed WebSockets are expected).

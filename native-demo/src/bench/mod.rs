@@ -29,8 +29,8 @@ pub struct BenchArgs {
     /// Which pair to measure.
     #[arg(long, value_enum, default_value = "miaou")]
     pair: Pair,
-    /// Bytes moved per throughput run, MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Bytes moved per throughput run, MiB (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     mib: usize,
     /// Connections opened to measure time-to-open (median reported).
     #[arg(long, default_value_t = 20)]
