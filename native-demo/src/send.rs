@@ -36,7 +36,9 @@ pub struct SendArgs {
     /// Room name.
     #[arg(long)]
     room: String,
-    /// Wait until this many peers have an open channel before sending (at least 1).
+    /// Wait until this many peers that take files have an open channel before sending (at
+    /// least 1). Peers that declined a file (other senders) do not count; a first file that
+    /// every peer declined is sent again once a peer that takes files is there.
     #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     wait_peers: usize,
     /// Give up waiting for peers after this many seconds.
