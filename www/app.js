@@ -33,12 +33,12 @@ const MAX_KEPT = 2000;
 /** Longest file-error reason sent, characters. */
 const MAX_REASON = 1000;
 /** The `type`s of file messages; any other text message is chat. */
-const FILE_TYPES = new Set(["file-start", "file-end", "file-received", "file-error", "file-declined"]);
+const FILE_TYPES = new Set(["file-start", "file-end", "file-received", "file-error", "file-declined", "file-accepted"]);
 
 class FileProtocolError extends Error {}
 
-/** A file message ({type:"file-start"|"file-end"|"file-received"|"file-error"|"file-declined",
- *  …}) from a text message, or null for chat. Throws FileProtocolError("malformed …") for a
+/** A file message ({type:"file-start"|"file-end"|"file-received"|"file-error"|"file-declined"|
+ *  "file-accepted", …}) from a text message, or null for chat. Throws FileProtocolError("malformed …") for a
  *  file message with missing or wrong fields. */
 function parseFileMessage(text) {
   let value;
@@ -56,7 +56,7 @@ function parseFileMessage(text) {
     return { type: kind, id: id ?? null, reason: value.reason };
   }
   if (!validId) throw malformed(`"id" must be an integer 0..=4294967295`);
-  if (kind === "file-declined") return { type: kind, id };
+  if (kind === "file-declined" || kind === "file-accepted") return { type: kind, id };
   if (kind === "file-start") {
     if (typeof value.name !== "string") throw malformed(`"name" must be a string`);
     if (!Number.isInteger(value.size) || value.size < 0 || value.size > MAX_FILE_SIZE) {
@@ -291,6 +291,7 @@ function onFileStart(peerId, rx, { id, name, size }) {
   }
   const card = new TransferCard({ mine: false, peer: peerId, name: base, size });
   Object.assign(rx, { state: "receiving", id, name: base, size, received: 0, parts: [], card });
+  acknowledge(peerId, { type: "file-accepted", id }); // tells the sender we take files
 }
 
 function onChunk(peerId, rx, chunk) {
@@ -404,6 +405,7 @@ class Pending {
 
   onAck(peerId, message) {
     if (!this.waiting.has(peerId)) return;
+    if (message.type === "file-accepted") return; // its verdict comes with file-received
     const who = shortId(peerId);
     if (message.type === "file-error") return this.fail(`${who} rejected ${this.name}: ${printable(message.reason)}`);
     this.waiting.delete(peerId);

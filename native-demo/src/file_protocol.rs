@@ -67,6 +67,9 @@ pub enum Ack {
     /// `file-declined`: the peer takes no files at all (it is itself a sender); the sender
     /// stops sending to it and does not wait for its acknowledgements.
     Declined { id: u32 },
+    /// `file-accepted`: the receiver opened transfer `id` (answer to its `file-start`); its
+    /// `file-received` or `file-error` follows. Tells a sender that a peer takes files.
+    Accepted { id: u32 },
 }
 
 #[derive(Serialize)]
@@ -145,6 +148,14 @@ pub fn encode_error(id: Option<u32>, reason: &str) -> String {
     })
 }
 
+/// `{"type":"file-accepted","id":…}`
+pub fn encode_accepted(id: u32) -> String {
+    json(&IdJson {
+        kind: "file-accepted",
+        id,
+    })
+}
+
 /// `{"type":"file-declined","id":…}`
 pub fn encode_declined(id: u32) -> String {
     json(&IdJson {
@@ -180,17 +191,18 @@ pub fn printable(text: &str) -> String {
 }
 
 /// The `"type"`s of file messages; any other text message is chat.
-const FILE_TYPES: [&str; 5] = [
+const FILE_TYPES: [&str; 6] = [
     "file-start",
     "file-end",
     "file-received",
     "file-error",
     "file-declined",
+    "file-accepted",
 ];
 
 /// Classifies a text message: `Ok(None)` for chat (anything that is not a JSON object whose
 /// `"type"` is one of `"file-start"`, `"file-end"`, `"file-received"`, `"file-error"`,
-/// `"file-declined"`),
+/// `"file-declined"`, `"file-accepted"`),
 /// `Ok(Some(_))` for a well-formed file message, [`FileError::Malformed`] (with `open: None`)
 /// for a file message with missing or wrong fields.
 pub fn parse_text(text: &str) -> Result<Option<Control>, FileError> {
@@ -249,6 +261,7 @@ pub fn parse_text(text: &str) -> Result<Option<Control>, FileError> {
             sha256: sha256()?,
         }))),
         "file-declined" => Ok(Some(Control::Ack(Ack::Declined { id: id? }))),
+        "file-accepted" => Ok(Some(Control::Ack(Ack::Accepted { id: id? }))),
         _ => {
             // file-error: "id" is optional, but when present it must be valid.
             let id = match id_field {
@@ -880,6 +893,11 @@ mod tests {
             r#"{"type":"file-error","reason":"chunk without start"}"#
         );
         assert_eq!(encode_declined(7), r#"{"type":"file-declined","id":7}"#);
+        assert_eq!(encode_accepted(7), r#"{"type":"file-accepted","id":7}"#);
+        assert_eq!(
+            parse_text(&encode_accepted(7)),
+            Ok(Some(Control::Ack(Ack::Accepted { id: 7 })))
+        );
         // A long reason is cut, so the message always fits MAX_CONTROL_BYTES.
         let long = encode_error(Some(u32::MAX), &"\"\\\u{1}é".repeat(5000));
         assert!(long.len() < MAX_CONTROL_BYTES, "{}", long.len());

@@ -6,7 +6,9 @@
 //! `--count` files; any transfer error (hash or size mismatch, protocol violation, sender gone
 //! mid-file) exits non-zero.
 
-use crate::file_protocol::{encode_error, printable, FileReceiver, Received, MAX_MESSAGE_BYTES};
+use crate::file_protocol::{
+    encode_accepted, encode_error, printable, FileReceiver, Received, MAX_MESSAGE_BYTES,
+};
 use crate::send::progress_bar;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -200,6 +202,8 @@ async fn on_message(
         Received::Chat(text) => tracing::info!(from = %peer, "chat: {}", printable(&text)),
         Received::Started { id, name, size } => {
             tracing::info!(from = %peer, id, %name, size, "receiving");
+            // Tells the sender we take it (it counts us as a receiver).
+            acknowledge(transport, &peer, &encode_accepted(id)).await;
             sender.bar = Some(progress_bar(size, name));
             sender.started = Instant::now();
         }

@@ -111,6 +111,13 @@ struct Ledger {
     current: Option<u32>,
     /// Acknowledgements of `current`, per target.
     acks: HashMap<PeerId, Ack>,
+    /// Peers that accepted a transfer (`file-accepted`): receivers. One that leaves before
+    /// acknowledging fails the transfer; a target that leaves without ever accepting one (a
+    /// sender done before it could decline) is only dropped.
+    receivers: Vec<PeerId>,
+    /// An event that makes waiting for peers pointless (a TURN server that gives us no relay
+    /// with relay-only ICE, see [`crate::room::fatal`]).
+    fatal: Option<String>,
     /// Faults that end the transfer to a target.
     faults: HashMap<PeerId, Fault>,
 }
@@ -142,6 +149,11 @@ impl Ledger {
                 let reason = format!("reported an error: {}", printable(reason));
                 self.faults.insert(peer.clone(), Fault::Now(reason));
             }
+            Ack::Accepted { id } if Some(*id) == self.current => {
+                if !self.receivers.contains(peer) {
+                    self.receivers.push(peer.clone());
+                }
+            }
             Ack::Received { id, .. } | Ack::Failed { id: Some(id), .. }
                 if Some(*id) == self.current =>
             {
@@ -152,6 +164,9 @@ impl Ledger {
     }
 
     fn record_event(&mut self, event: &Event) {
+        if let Some(error) = crate::room::fatal(event) {
+            self.fatal.get_or_insert(format!("{error:#}"));
+        }
         let (peer, fault) = match event {
             Event::PeerDisconnected { peer, reason } => {
                 let reason = match reason {
@@ -190,16 +205,17 @@ enum Verdict {
 /// Judges the acknowledgements of transfer `id` (`name`, SHA-256 `sha256`; `None` while still
 /// sending, when only failures count).
 fn verdict(ledger: &Ledger, id: u32, name: &str, sha256: Option<&str>) -> Verdict {
-    if ledger.targets.is_empty() {
+    if reached_nobody(ledger) {
         let declined: Vec<String> = ledger.declined.iter().map(|p| p.to_string()).collect();
         return Verdict::Failed(format!(
-            "no peer takes files ({} declined: senders only); {name} (transfer {id}) reached nobody",
+            "no peer takes files ({} declined: senders; others left without accepting a file); \
+             {name} (transfer {id}) reached nobody",
             declined.join(", ")
         ));
     }
     let mut next = None;
     let mut all = true;
-    for peer in &ledger.targets {
+    for peer in ledger.targets.iter().filter(|p| still_counts(ledger, p)) {
         match ledger.acks.get(peer) {
             Some(Ack::Failed { reason, .. }) => {
                 let reason = printable(reason);
@@ -215,8 +231,8 @@ fn verdict(ledger: &Ledger, id: u32, name: &str, sha256: Option<&str>) -> Verdic
                 }
                 _ => continue,
             },
-            // Never stored: a declining peer leaves the targets.
-            Some(Ack::Declined { .. }) | None => all = false,
+            // Never stored: a declining peer leaves the targets, acceptance has its own list.
+            Some(Ack::Declined { .. } | Ack::Accepted { .. }) | None => all = false,
         }
         match ledger.faults.get(peer) {
             Some(Fault::Now(reason)) => {
@@ -239,6 +255,23 @@ fn verdict(ledger: &Ledger, id: u32, name: &str, sha256: Option<&str>) -> Verdic
     } else {
         Verdict::Pending(next)
     }
+}
+
+/// Whether target `peer` still counts for the current transfer: unless it left (past the grace
+/// for messages on their way) without having accepted any transfer — then it was no receiver,
+/// but a sender that finished before it could decline.
+fn still_counts(ledger: &Ledger, peer: &PeerId) -> bool {
+    let left_silent = match ledger.faults.get(peer) {
+        Some(Fault::Gone { since, .. }) => Instant::now() >= *since + GONE_GRACE,
+        _ => false,
+    };
+    !left_silent || ledger.receivers.contains(peer) || ledger.acks.contains_key(peer)
+}
+
+/// Whether the current transfer reached no peer that takes files: every target declined
+/// (declining removes it from the targets) or left without accepting one.
+fn reached_nobody(ledger: &Ledger) -> bool {
+    !ledger.targets.iter().any(|p| still_counts(ledger, p))
 }
 
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
@@ -299,14 +332,18 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 if index == 0 {
                     // Other senders count as connected peers but decline files: the first
                     // file goes out again once enough peers that take files are there.
-                    let takers = wait_for_takers(&transport, &ledger, wanted, takers_deadline).await?;
-                    ledger.send_modify(|l| l.targets = takers);
+                    let wait = (takers_deadline, args.wait_timeout);
+                    let takers = wait_for_takers(&transport, &ledger, wanted, wait).await?;
+                    ledger.send_modify(|l| {
+                        l.faults.retain(|peer, _| takers.contains(peer));
+                        l.targets = takers;
+                    });
                 }
                 let id = next_id;
                 next_id += 1;
                 match send_file(&transport, &ledger, id, source, ack_timeout).await {
-                    Err(_) if index == 0 && everyone_declined(&ledger) => {
-                        tracing::info!(id, "every target declined (they are senders); waiting for a peer that takes files");
+                    Err(_) if index == 0 && reached_nobody(&ledger.borrow()) => {
+                        tracing::info!(id, "no target took the file (other senders); waiting for a peer that takes files");
                     }
                     sent => break sent?,
                 }
@@ -331,29 +368,26 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Whether the current transfer failed only because every target declined (other senders).
-fn everyone_declined(ledger: &watch::Sender<Ledger>) -> bool {
-    let ledger = ledger.borrow();
-    ledger.targets.is_empty() && !ledger.declined.is_empty()
-}
-
 /// Waits until at least `wanted` connected peers have not declined files, at most until
-/// `deadline`; returns them. Every event and acknowledgement updates the ledger, which wakes
+/// `deadline` (`timeout_s` after the start, for the message); returns them. Every event and acknowledgement updates the ledger, which wakes
 /// this.
 async fn wait_for_takers(
     transport: &Transport,
     ledger: &watch::Sender<Ledger>,
     wanted: usize,
-    deadline: Instant,
+    (deadline, timeout_s): (Instant, u64),
 ) -> anyhow::Result<Vec<PeerId>> {
     let mut changes = ledger.subscribe();
     loop {
         let takers: Vec<PeerId> = {
-            let declined = &changes.borrow_and_update().declined;
+            let ledger = changes.borrow_and_update();
+            if let Some(error) = &ledger.fatal {
+                bail!("{error}");
+            }
             let peers = transport.peers();
             peers
                 .into_iter()
-                .filter(|p| !declined.contains(p))
+                .filter(|p| !ledger.declined.contains(p))
                 .collect()
         };
         if takers.len() >= wanted {
@@ -363,8 +397,8 @@ async fn wait_for_takers(
         if !matches!(wait.await, Ok(Ok(()))) {
             let declined = ledger.borrow().declined.len();
             bail!(
-                "fewer than {wanted} peers that take files connected in time ({} connected, \
-                 {declined} of them senders that declined)",
+                "fewer than {wanted} peers that take files connected within {timeout_s} s ({} \
+                 connected, {declined} senders declined)",
                 transport.peers().len()
             );
         }
@@ -527,6 +561,21 @@ async fn to_all(
             if let Some(Ack::Failed { reason, .. }) = ledger.borrow().acks.get(peer) {
                 let reason = printable(reason);
                 bail!("{peer} rejected {name} (transfer {id}): {reason}");
+            }
+            if matches!(error, Error::PeerNotConnected(_)) {
+                // Its channel is closing: it is going away (its events may come later).
+                let since = Instant::now();
+                let reason = "closed its channel".to_owned();
+                ledger.send_modify(|l| {
+                    l.faults
+                        .entry(peer.clone())
+                        .or_insert(Fault::Gone { reason, since });
+                });
+                if !ledger.borrow().receivers.contains(peer) {
+                    // Maybe no receiver at all (a sender that finished): after the grace the
+                    // verdict drops it, or fails if it accepted meanwhile.
+                    continue;
+                }
             }
             bail!("sending {name} (transfer {id}) to {peer}: {error}");
         }

@@ -622,6 +622,48 @@ fn senders_that_meet_first_wait_for_a_receiver() {
     }
 }
 
+/// The only peer the first file went to leaves without a word (a sender that finished first
+/// looks like this): the file reached no receiver, so `send` waits for one and sends it anew.
+#[test]
+fn a_first_file_that_reached_nobody_goes_to_a_receiver_that_comes_later() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let data = Noise(seed()).bytes(CHUNK + 3);
+    let path = src.path().join("again.bin");
+    std::fs::write(&path, &data).unwrap();
+    let rt = runtime();
+    let passer_by = rt
+        .block_on(Transport::connect(
+            TransportConfig::builder(&ws, "nobody").build().unwrap(),
+        ))
+        .unwrap();
+    let mut sender = send(&ws, "nobody", &[path]);
+    // It gets the first file-start, says nothing and leaves.
+    let first = rt.block_on(recv_n(&passer_by, 1));
+    assert!(first[0]
+        .as_text()
+        .unwrap()
+        .contains(r#""type":"file-start""#));
+    rt.block_on(passer_by.close()).ok();
+    drop(passer_by);
+    let receiver = receive(&ws, "nobody", dst.path(), 1);
+    assert_eq!(
+        receiver.next_line(Duration::from_secs(60)),
+        format!("{}  again.bin", sha256_hex(&data))
+    );
+    assert!(
+        sender.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        sender.stderr()
+    );
+    assert!(
+        sender.stderr().contains("no target took the file"),
+        "{}",
+        sender.stderr()
+    );
+}
+
 #[test]
 fn send_fails_naming_the_receiver_that_rejects_the_file() {
     let (_bridge, ws) = bridge();
@@ -831,7 +873,9 @@ async fn raw_send(ws: &str, room: &str, messages: Vec<Out>, acks: usize) -> Vec<
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while texts.len() < acks {
         match tokio::time::timeout_at(deadline, transport.recv()).await {
-            Ok(Some(message)) if message.text => texts.push(message.as_text().unwrap().to_owned()),
+            Ok(Some(message)) if message.text && !is_accepted(&message) => {
+                texts.push(message.as_text().unwrap().to_owned())
+            }
             Ok(Some(_)) => {}
             _ => break,
         }
@@ -841,6 +885,13 @@ async fn raw_send(ws: &str, room: &str, messages: Vec<Out>, acks: usize) -> Vec<
         eprintln!("raw sender: close: {e}");
     }
     texts
+}
+
+/// Whether `message` is a receiver's `file-accepted` (its answer to a `file-start`).
+fn is_accepted(message: &miaou_transport::Message) -> bool {
+    message
+        .as_text()
+        .is_some_and(|t| t.contains(r#""type":"file-accepted""#))
 }
 
 /// Parses an acknowledgement.
@@ -1234,7 +1285,9 @@ fn receive_refuses_messages_larger_than_a_chunk_plus_control_headroom() {
             sha256_hex(&data)
         );
         transport.send_text(&peer, &end).await.unwrap();
-        let acks = recv_n(&transport, 1).await;
+        let acks = recv_n(&transport, 2).await; // file-accepted, then the verdict
+        assert!(is_accepted(&acks[0]), "{:?}", acks[0]);
+        let acks = acks[1..].to_vec();
         let _ = transport.close().await;
         acks
     });

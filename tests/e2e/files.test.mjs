@@ -281,8 +281,13 @@ test("page receiver: every protocol error is reported, none taken for chat", asy
     for (const pattern of expected) assert.ok(errors.some((e) => pattern.test(e)), `no error matching ${pattern} in:\n${errors.join("\n")}`);
     // Every transfer was answered: file-error per id it ended (none for faults of no transfer),
     // file-received for the one good file.
-    await waitFor(() => a.evaluate(() => window.answers.length === 14), "tab b's 14 acknowledgements");
-    const answers = (await a.evaluate(() => window.answers)).map((t) => JSON.parse(t));
+    // (file-accepted answers each transfer that opened; the verdicts follow.)
+    const verdicts = () => window.answers.filter((t) => !t.includes('"file-accepted"')).length;
+    await waitFor(() => a.evaluate(verdicts).then((n) => n === 14), "tab b's 14 acknowledgements");
+    const all = (await a.evaluate(() => window.answers)).map((t) => JSON.parse(t));
+    // Accepted: every transfer that opened (not 1: bad name, 5: start before end, 13: too large).
+    assert.deepEqual(all.filter((m) => m.type === "file-accepted").map((m) => m.id), [2, 3, 4, 6, 7, 9, 11]);
+    const answers = all.filter((m) => m.type !== "file-accepted");
     assert.deepEqual(answers.filter((m) => m.type === "file-error" && m.id === undefined).map((m) => m.reason),
       ["chunk without start: 10-byte binary message with no file-start", 'malformed file message: file-end: "sha256" must be 64 hex digits']);
     assert.deepEqual(answers.filter((m) => m.type === "file-error" && m.id !== undefined).map((m) => m.id).sort((x, y) => x - y),
