@@ -65,7 +65,10 @@ test("Chromium in one namespace reaches a native node in another; the node resol
     await waitFor(() => node.stderr.includes(`signaling through url=${ws}`), "the node to find the bridge by mDNS", 30_000)
       .catch((e) => { throw new Error(`${e.message}\n${node.stderr}`); });
     assert.match(node.stderr, /found a signaling bridge by mDNS/);
-    assert.match(node.stderr, /mDNS: advertising instance=node-/);
+    // It advertises itself right after it chose the bridge (the two lines may come apart).
+    await waitFor(() => /mDNS: advertising instance=node-/.test(node.stderr), "the node to advertise itself", 10_000)
+      .catch((e) => { throw new Error(`${e.message}
+${node.stderr}`); });
 
     // Chromium, in the other namespace.
     wrapperDir = fs.mkdtempSync(path.join(os.tmpdir(), "miaou-chromium-"));
