@@ -56,6 +56,12 @@ impl Proc {
         }
     }
 
+    /// Waits (at most 60 s) for a successful exit; fails with its stderr otherwise.
+    fn expect_success(&mut self) {
+        let status = self.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "{status}:\n{}", self.stderr());
+    }
+
     fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
@@ -438,16 +444,8 @@ fn the_same_base_name_twice_from_one_sender_keeps_both_and_sha256sum_checks_them
         .map(|_| receiver.next_line(Duration::from_secs(60)))
         .collect();
     assert_eq!(lines, expected, "the second x is written as `x (1)`");
-    assert!(
-        sender.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        sender.stderr()
-    );
-    assert!(
-        receiver.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        receiver.stderr()
-    );
+    sender.expect_success();
+    receiver.expect_success();
     assert_eq!(std::fs::read(dst.path().join("x")).unwrap(), b"first x");
     assert_eq!(
         std::fs::read(dst.path().join("x (1)")).unwrap(),
@@ -483,17 +481,9 @@ fn existing_files_are_untouched_and_two_senders_of_one_name_both_land() {
         .map(|_| receiver.next_line(Duration::from_secs(60)))
         .collect();
     for sender in [&mut sender1, &mut sender2] {
-        assert!(
-            sender.wait_exit(Duration::from_secs(60)).success(),
-            "{}",
-            sender.stderr()
-        );
+        sender.expect_success();
     }
-    assert!(
-        receiver.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        receiver.stderr()
-    );
+    receiver.expect_success();
     assert_eq!(
         std::fs::read(dst.path().join(".bashrc")).unwrap(),
         b"# my shell"
@@ -553,17 +543,9 @@ fn one_send_delivers_to_two_receivers_and_waits_for_both() {
     for receiver in &receivers {
         assert_eq!(receiver.next_line(Duration::from_secs(60)), line);
     }
-    assert!(
-        sender.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        sender.stderr()
-    );
+    sender.expect_success();
     for receiver in &mut receivers {
-        assert!(
-            receiver.wait_exit(Duration::from_secs(60)).success(),
-            "{}",
-            receiver.stderr()
-        );
+        receiver.expect_success();
         let id = receiver.peer_id();
         assert!(
             sender.stderr().contains(&format!("verified by {id}")),
@@ -614,11 +596,7 @@ fn senders_that_meet_first_wait_for_a_receiver() {
     want.sort();
     assert_eq!(lines, want);
     for sender in &mut senders {
-        assert!(
-            sender.wait_exit(Duration::from_secs(60)).success(),
-            "{}",
-            sender.stderr()
-        );
+        sender.expect_success();
     }
 }
 
@@ -633,11 +611,7 @@ fn a_first_file_that_reached_nobody_goes_to_a_receiver_that_comes_later() {
     let path = src.path().join("again.bin");
     std::fs::write(&path, &data).unwrap();
     let rt = runtime();
-    let passer_by = rt
-        .block_on(Transport::connect(
-            TransportConfig::builder(&ws, "nobody").build().unwrap(),
-        ))
-        .unwrap();
+    let passer_by = library_peer(&rt, &ws, "nobody");
     let mut sender = send(&ws, "nobody", &[path]);
     // It gets the first file-start, says nothing and leaves.
     let first = rt.block_on(recv_n(&passer_by, 1));
@@ -652,11 +626,7 @@ fn a_first_file_that_reached_nobody_goes_to_a_receiver_that_comes_later() {
         receiver.next_line(Duration::from_secs(60)),
         format!("{}  again.bin", sha256_hex(&data))
     );
-    assert!(
-        sender.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        sender.stderr()
-    );
+    sender.expect_success();
     assert!(
         sender.stderr().contains("no target took the file"),
         "{}",
@@ -894,6 +864,12 @@ fn is_accepted(message: &miaou_transport::Message) -> bool {
         .is_some_and(|t| t.contains(r#""type":"file-accepted""#))
 }
 
+/// A library `Transport` in `room`, playing the other side by hand.
+fn library_peer(rt: &tokio::runtime::Runtime, ws: &str, room: &str) -> Transport {
+    let config = TransportConfig::builder(ws, room).build().unwrap();
+    rt.block_on(Transport::connect(config)).unwrap()
+}
+
 /// Parses an acknowledgement.
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -951,11 +927,7 @@ fn a_path_in_the_name_is_reduced_to_its_base_name() {
         receiver.next_line(Duration::from_secs(60)),
         format!("{sha}  win.ini")
     );
-    assert!(
-        receiver.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        receiver.stderr()
-    );
+    receiver.expect_success();
     assert_eq!(
         names_in(&inbox),
         vec!["escaped.txt".to_owned(), "win.ini".to_owned()]
@@ -1083,11 +1055,7 @@ fn send_emits_the_documented_messages_in_64_kib_chunks() {
     let path = src.path().join("chunks.bin");
     std::fs::write(&path, &data).unwrap();
     let rt = runtime();
-    let transport = rt
-        .block_on(Transport::connect(
-            TransportConfig::builder(&ws, "chunks").build().unwrap(),
-        ))
-        .unwrap();
+    let transport = library_peer(&rt, &ws, "chunks");
     let mut sender = send(&ws, "chunks", &[path]);
     let messages = rt.block_on(recv_n(&transport, 6));
     // Until acknowledged, `send` waits.
@@ -1102,11 +1070,7 @@ fn send_emits_the_documented_messages_in_64_kib_chunks() {
     );
     rt.block_on(transport.send_text(&messages[0].from, &ack))
         .unwrap();
-    assert!(
-        sender.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        sender.stderr()
-    );
+    sender.expect_success();
     let me = transport.peer_id().to_string();
     assert!(
         sender.stderr().contains(&format!("verified by {me}")),
@@ -1161,11 +1125,7 @@ fn send_fails_on_a_missing_or_wrong_acknowledgement() {
     let path = src.path().join("unheard.txt");
     std::fs::write(&path, b"is anybody there").unwrap();
     let rt = runtime();
-    let transport = rt
-        .block_on(Transport::connect(
-            TransportConfig::builder(&ws, "acks").build().unwrap(),
-        ))
-        .unwrap();
+    let transport = library_peer(&rt, &ws, "acks");
     let me = transport.peer_id().to_string();
 
     // Nobody acknowledges: --ack-timeout.
@@ -1296,11 +1256,7 @@ fn receive_refuses_messages_larger_than_a_chunk_plus_control_headroom() {
         receiver.next_line(Duration::from_secs(60)),
         format!("{}  full.bin", sha256_hex(&data))
     );
-    assert!(
-        receiver.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        receiver.stderr()
-    );
+    receiver.expect_success();
 }
 
 #[test]
