@@ -7,16 +7,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use miaou_transport::signaling::bridge::{self, BridgeConfig};
 use miaou_transport::{Event, PeerId, Transport, TransportConfig};
 use tokio::sync::Barrier;
 use tokio::time::timeout;
 
 const ROUNDS: usize = 10;
 const PEERS: usize = 3;
-const WAIT: Duration = Duration::from_secs(30);
+#[path = "common/live.rs"]
+mod live;
+use live::{bridge, WAIT};
 
 /// Waits until `t` has an open channel to every peer of `others`, each reported once, with no
 /// error or disconnection on the way.
@@ -48,12 +48,7 @@ async fn all_connected(t: &Transport, others: BTreeSet<PeerId>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_joining_at_the_same_instant_open_every_pair_once() {
-    let bridge = bridge::serve(BridgeConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..BridgeConfig::default()
-    })
-    .await
-    .expect("bridge starts");
+    let bridge = bridge().await;
     for round in 0..ROUNDS {
         let room = format!("glare-{round}");
         // Every connect starts when the last task reaches the barrier, on both worker threads.

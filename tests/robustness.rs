@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use miaou_transport::codec::{CodecLimits, FrameDecoder, FrameEncoder};
 use miaou_transport::sdp::advertise_max_message_size;
-use miaou_transport::signaling::bridge::{self, Bridge, BridgeConfig};
+use miaou_transport::signaling::bridge::Bridge;
 use miaou_transport::{ChannelKind, Error, Event, PeerId, Transport, TransportConfig};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -26,15 +26,9 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn bridge() -> Bridge {
-    let config = BridgeConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..BridgeConfig::default()
-    };
-    bridge::serve(config).await.expect("bridge starts")
-}
+#[path = "common/live.rs"]
+mod live;
+use live::{bridge, WAIT};
 
 /// The hand-written peer: its signaling socket, its peer connection, and its data channel once
 /// open.

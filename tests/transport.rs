@@ -3,22 +3,16 @@
 //! test command runs it inside tests/scripts/in-netns.sh.
 #![cfg(not(target_arch = "wasm32"))]
 
-use miaou_transport::signaling::bridge::{self, Bridge, BridgeConfig};
+use miaou_transport::signaling::bridge::Bridge;
 use miaou_transport::{
     ChannelKind, Error, Event, Message, PeerId, Transport, TransportConfig, TransportConfigBuilder,
 };
 use std::time::Duration;
 use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn bridge() -> Bridge {
-    let config = BridgeConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..BridgeConfig::default()
-    };
-    bridge::serve(config).await.expect("bridge starts")
-}
+#[path = "common/live.rs"]
+mod live;
+use live::{bridge, WAIT};
 
 fn config(bridge: &Bridge, room: &str) -> TransportConfigBuilder {
     TransportConfig::builder(bridge.ws_url(), room)

@@ -286,6 +286,15 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// A failed transfer leaves nothing in the output directory: neither a file nor its `.part`.
+fn assert_nothing_kept(dir: &Path) {
+    let names = names_in(dir);
+    assert!(
+        names.is_empty(),
+        "neither a file nor its temporary is kept: {names:?}"
+    );
+}
+
 #[test]
 fn files_of_boundary_sizes_arrive_with_matching_sha256() {
     let (_bridge, ws) = bridge();
@@ -663,11 +672,7 @@ fn send_fails_naming_the_receiver_that_rejects_the_file() {
         "{}",
         receiver.stderr()
     );
-    assert!(
-        names_in(dst.path()).is_empty(),
-        "{:?}",
-        names_in(dst.path())
-    );
+    assert_nothing_kept(dst.path());
 }
 
 #[test]
@@ -716,11 +721,7 @@ fn receive_fails_when_the_sender_is_killed_mid_transfer() {
         stderr.contains("peer disconnected mid-file: transfer 1 (orphan.bin)"),
         "{stderr}"
     );
-    assert!(
-        names_in(dst.path()).is_empty(),
-        "partial file deleted: {:?}",
-        names_in(dst.path())
-    );
+    assert_nothing_kept(dst.path());
 }
 
 /// Streams one big file (MIAOU_BIG_FILE_MIB, default 64) and reports both processes' peak RSS.
@@ -986,11 +987,7 @@ fn hash_mismatch_fails_receive_and_keeps_nothing() {
         receiver.lines.try_recv().is_err(),
         "no sha256sum line for a bad file"
     );
-    assert!(
-        names_in(dst.path()).is_empty(),
-        "neither the file nor its temporary is kept: {:?}",
-        names_in(dst.path())
-    );
+    assert_nothing_kept(dst.path());
 }
 
 #[test]
@@ -1017,11 +1014,7 @@ fn sender_leaving_mid_file_fails_receive() {
         ),
         "{stderr}"
     );
-    assert!(
-        names_in(dst.path()).is_empty(),
-        "partial file deleted: {:?}",
-        names_in(dst.path())
-    );
+    assert_nothing_kept(dst.path());
 }
 
 #[test]

@@ -1,27 +1,16 @@
 // Browser <-> native and browser <-> browser through the real bridge, in headless Chromium.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startBridge, startJoin, startEcho, launchChromium, openChat, pagePeers, waitFor, repoRoot } from "./harness.mjs";
+import { bridgeAndChromiumPerFile, startJoin, startEcho, openChat, pagePeers, waitFor, repoRoot } from "./harness.mjs";
 
 const COUNT = 1000;
-let bridge;
-let browser;
-
-before(async () => {
-  bridge = await startBridge();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  bridge?.stop();
-});
+const rig = bridgeAndChromiumPerFile();
 
 test("browser tab and native node exchange 1000 messages each way, in order", async () => {
-  const page = await openChat(browser, bridge.http, "e2e-native");
-  const node = startJoin(bridge.ws, "e2e-native", ["--wait-peers", "1"]);
+  const page = await openChat(rig.browser, rig.bridge.http, "e2e-native");
+  const node = startJoin(rig.bridge.ws, "e2e-native", ["--wait-peers", "1"]);
   try {
     await waitFor(async () => (await pagePeers(page)) === 1, "the page's channel to the native node");
     const fromNative = Array.from({ length: COUNT }, (_, i) => `native-${i} ${"x".repeat(i % 50)}`);
@@ -65,8 +54,8 @@ test("native side answering: the tab learns 65535 from the answer and caps 256 K
   // The newcomer offers (src/signaling/negotiation.rs): the echo joins first, so the tab offers
   // and the native side answers. Its answer must carry a=max-message-size:65535 too (src/sdp.rs),
   // or Chromium assumes 65 536 and its first full-size frame silently closes the channel.
-  const echo = await startEcho(bridge.ws, "answer-limit");
-  const page = await openChat(browser, bridge.http, "answer-limit-ui");
+  const echo = await startEcho(rig.bridge.ws, "answer-limit");
+  const page = await openChat(rig.browser, rig.bridge.http, "answer-limit-ui");
   try {
     const outcome = await page.evaluate(async (signal) => {
       const { Transport } = await import("miaou-transport");
@@ -112,7 +101,7 @@ test("native side answering: the tab learns 65535 from the answer and caps 256 K
       };
       await t.close();
       return result;
-    }, bridge.ws);
+    }, rig.bridge.ws);
     assert.equal(outcome.remoteType, "answer", "the native side answered");
     assert.ok(outcome.remoteAdvertises, "the native answer carries a=max-message-size:65535");
     assert.equal(outcome.maxMessageSize, 65535);
@@ -131,8 +120,8 @@ test("native side answering: the tab learns 65535 from the answer and caps 256 K
 });
 
 test("two browser tabs talk through the bridge", async () => {
-  const a = await openChat(browser, bridge.http, "e2e-tabs");
-  const b = await openChat(browser, bridge.http, "e2e-tabs");
+  const a = await openChat(rig.browser, rig.bridge.http, "e2e-tabs");
+  const b = await openChat(rig.browser, rig.bridge.http, "e2e-tabs");
   try {
     await waitFor(async () => (await pagePeers(a)) === 1 && (await pagePeers(b)) === 1, "tab channels");
     const send = (page, prefix) => page.evaluate(async (p) => {
@@ -150,8 +139,8 @@ test("two browser tabs talk through the bridge", async () => {
 });
 
 test("chat UI: Enter sends to the native node, replies show in the log (screenshot)", async () => {
-  const page = await openChat(browser, bridge.http, "e2e-ui");
-  const node = startJoin(bridge.ws, "e2e-ui", ["--wait-peers", "1"]);
+  const page = await openChat(rig.browser, rig.bridge.http, "e2e-ui");
+  const node = startJoin(rig.bridge.ws, "e2e-ui", ["--wait-peers", "1"]);
   try {
     await waitFor(async () => (await pagePeers(page)) === 1, "the page's channel");
     await page.fill("#input", "Hello from the browser tab");
@@ -193,14 +182,14 @@ async function recordPeerEvents(page, room) {
     window.recorded = { transport: t, events: [] };
     t.onPeer((e) => window.recorded.events.push(`${e.type} ${e.peerId ?? ""}`));
     return t.peerId;
-  }, { signal: bridge.ws, room });
+  }, { signal: rig.bridge.ws, room });
 }
 
 const eventsOf = (page) => page.evaluate(() => window.recorded.events);
 
 test("onPeer: a native peer that joins, then closes, is joined -> connected -> disconnected -> left", async () => {
-  const page = await openChat(browser, bridge.http, "peer-events-native-ui");
-  const node = startJoin(bridge.ws, "peer-events-native", ["--wait-peers", "1"]);
+  const page = await openChat(rig.browser, rig.bridge.http, "peer-events-native-ui");
+  const node = startJoin(rig.bridge.ws, "peer-events-native", ["--wait-peers", "1"]);
   try {
     await recordPeerEvents(page, "peer-events-native");
     await waitFor(async () => (await eventsOf(page)).some((e) => e.startsWith("connected ")), "the native peer to connect");
@@ -220,8 +209,8 @@ test("onPeer: a native peer that joins, then closes, is joined -> connected -> d
 });
 
 test("onPeer: a tab that joins, then closes, is joined -> connected -> disconnected -> left", async () => {
-  const first = await openChat(browser, bridge.http, "peer-events-tabs-ui");
-  const second = await openChat(browser, bridge.http, "peer-events-tabs-ui2");
+  const first = await openChat(rig.browser, rig.bridge.http, "peer-events-tabs-ui");
+  const second = await openChat(rig.browser, rig.bridge.http, "peer-events-tabs-ui2");
   try {
     await recordPeerEvents(first, "peer-events-tabs");
     const secondId = await recordPeerEvents(second, "peer-events-tabs");

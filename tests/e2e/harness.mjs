@@ -10,6 +10,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { before, after } from "node:test";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const nativeDemo = process.env.MIAOU_NATIVE_DEMO
@@ -73,6 +74,22 @@ export async function startEcho(ws, room) {
   await waitFor(() => /echoing/.test(echo.stderr), "echo to join")
     .catch((e) => { echo.kill(); throw new Error(`${e.message}\n${echo.stderr}`); });
   return { ...echo, get stderr() { return echo.stderr; }, stop: () => echo.endInput() };
+}
+
+/** One bridge and one Chromium shared by every test of the calling file: registers its
+ *  `before` (start both) and `after` (stop both) hooks and returns the object whose `bridge`
+ *  (see `startBridge`) and `browser` are set once `before` has run. */
+export function bridgeAndChromiumPerFile() {
+  const rig = { bridge: undefined, browser: undefined };
+  before(async () => {
+    rig.bridge = await startBridge();
+    rig.browser = await launchChromium();
+  });
+  after(async () => {
+    await rig.browser?.close();
+    rig.bridge?.stop();
+  });
+  return rig;
 }
 
 /** Chromium flags that work headless as root with no outside network. mDNS hiding of host

@@ -1,11 +1,11 @@
 // README's "Use it from a web page" example is www/hello.html, byte for byte, and that page
 // really works: served by the bridge, in headless Chromium, it greets a `native-demo join` and
 // shows its reply.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { startBridge, startJoin, launchChromium, openPage, waitFor, repoRoot } from "./harness.mjs";
+import { bridgeAndChromiumPerFile, startJoin, openPage, waitFor, repoRoot } from "./harness.mjs";
 
 const pageFile = path.join(repoRoot, "www/hello.html");
 
@@ -19,23 +19,12 @@ test("README's web page example is www/hello.html, byte for byte", () => {
   assert.match(section.slice(0, block.index), /open <http:\/\/127\.0\.0\.1:8080\/hello\.html\?room=lobby>/);
 });
 
-let bridge;
-let browser;
-
-before(async () => {
-  bridge = await startBridge();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  bridge?.stop();
-});
+const rig = bridgeAndChromiumPerFile();
 
 test("hello.html greets a native peer and prints its reply", async () => {
   const room = "hello-page";
-  const node = startJoin(bridge.ws, room, ["--wait-peers", "1"]);
-  const page = await openPage(browser, bridge.http, `/hello.html?room=${room}`);
+  const node = startJoin(rig.bridge.ws, room, ["--wait-peers", "1"]);
+  const page = await openPage(rig.browser, rig.bridge.http, `/hello.html?room=${room}`);
   try {
     const log = () => page.locator("#log").innerText();
     const joined = await waitFor(async () => (await log()).match(/^joined room hello-page as (\S+)$/m), "the page to join");

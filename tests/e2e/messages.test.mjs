@@ -1,23 +1,12 @@
 // Single large messages and both channel kinds between the browser package and a native peer
 // (`native-demo echo`, which sends every message back unchanged).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { once } from "node:events";
-import { startBridge, startJoin, startEcho, launchChromium, openChat, waitFor } from "./harness.mjs";
+import { bridgeAndChromiumPerFile, startJoin, startEcho, openChat, waitFor } from "./harness.mjs";
 
-let bridge;
-let browser;
-
-before(async () => {
-  bridge = await startBridge();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  bridge?.stop();
-});
+const rig = bridgeAndChromiumPerFile();
 
 /** In the page: connects its own Transport (offering, since the echo joined first), sends each
  *  payload spec to the echo peer and checks the echo byte for byte. Returns a summary. */
@@ -54,12 +43,12 @@ function roundTrips(page, room, channel, specs) {
     clearInterval(sampler);
     await t.close();
     return { results, info, maxBuffered };
-  }, { signal: bridge.ws, room, channel, specs });
+  }, { signal: rig.bridge.ws, room, channel, specs });
 }
 
 test("300 KiB and 8 MiB single messages browser -> native -> browser", async () => {
-  const echo = await startEcho(bridge.ws, "big-messages");
-  const page = await openChat(browser, bridge.http, "big-messages-ui");
+  const echo = await startEcho(rig.bridge.ws, "big-messages");
+  const page = await openChat(rig.browser, rig.bridge.http, "big-messages-ui");
   try {
     const { results, info, maxBuffered } = await roundTrips(page, "big-messages", "reliable", [{ bytes: 300 * 1024 }, { bytes: 8 * 1024 * 1024 }, { text: "done ✓" }]);
     // Without backpressure the browser would buffer the whole 8 MiB message at once.
@@ -84,8 +73,8 @@ test("300 KiB and 8 MiB single messages browser -> native -> browser", async () 
 });
 
 test("unreliable channel (unordered, maxRetransmits 0) between browser and native", async () => {
-  const echo = await startEcho(bridge.ws, "unreliable");
-  const page = await openChat(browser, bridge.http, "unreliable-ui");
+  const echo = await startEcho(rig.bridge.ws, "unreliable");
+  const page = await openChat(rig.browser, rig.bridge.http, "unreliable-ui");
   try {
     const specs = [...Array.from({ length: 50 }, (_, i) => ({ text: `u${i}` })), { bytes: 100_000 }];
     const { results, info } = await roundTrips(page, "unreliable", "unreliable", specs);
@@ -102,8 +91,8 @@ test("unreliable channel (unordered, maxRetransmits 0) between browser and nativ
 });
 
 test("browser close() right after a 10 MiB burst still delivers the last message", async () => {
-  const node = startJoin(bridge.ws, "burst-close", ["--wait-peers", "1"]);
-  const page = await openChat(browser, bridge.http, "burst-close-ui");
+  const node = startJoin(rig.bridge.ws, "burst-close", ["--wait-peers", "1"]);
+  const page = await openChat(rig.browser, rig.bridge.http, "burst-close-ui");
   try {
     const count = 160; // 160 x 64 KiB text = 10 MiB
     await page.evaluate(async ({ signal, count }) => {
@@ -113,7 +102,7 @@ test("browser close() right after a 10 MiB burst still delivers the last message
       const filler = "z".repeat(64 * 1024 - 16);
       for (let i = 0; i < count; i++) await t.send(peer, `${i} ${filler}`);
       await t.close(); // right after the last send
-    }, { signal: bridge.ws, count });
+    }, { signal: rig.bridge.ws, count });
     await waitFor(() => node.lines.length >= count, "every message at the native side", 60_000);
     const numbers = node.lines.map((l) => Number(l.split(" ")[1]));
     assert.deepEqual(numbers, Array.from({ length: count }, (_, i) => i));
@@ -128,8 +117,8 @@ test("browser close() right after a 10 MiB burst still delivers the last message
 test("browser close() right after 10 MiB of 1 KiB messages delivers every one, in order", async () => {
   // 1 KiB messages are single frames: send() resolves once queued and queued ones go out
   // coalesced (BATCH), so up to 1024 of them are still queued when close() runs.
-  const node = startJoin(bridge.ws, "burst-close-small", ["--wait-peers", "1"]);
-  const page = await openChat(browser, bridge.http, "burst-close-small-ui");
+  const node = startJoin(rig.bridge.ws, "burst-close-small", ["--wait-peers", "1"]);
+  const page = await openChat(rig.browser, rig.bridge.http, "burst-close-small-ui");
   const count = 10 * 1024;
   // Message i: its number then 1 KiB of text that depends on i, so a lost, repeated, reordered
   // or corrupted message shows.
@@ -148,7 +137,7 @@ test("browser close() right after 10 MiB of 1 KiB messages delivers every one, i
       const queuedAtClose = channel.bufferedAmount; // bytes still in Chromium's buffer
       await t.close(); // right after the last send
       return { pageId: t.peerId, queuedAtClose };
-    }, { signal: bridge.ws, count, source: message.toString() });
+    }, { signal: rig.bridge.ws, count, source: message.toString() });
     // close() resolved: FIN_ACK came back, so everything was delivered; only printing is left.
     await waitFor(() => node.lines.length >= count, "every message at the native side", 15_000)
       .catch((e) => { throw new Error(`${e.message}: got ${node.lines.length}; stderr:\n${node.stderr.slice(-2000)}`); });
@@ -165,7 +154,7 @@ test("browser close() right after 10 MiB of 1 KiB messages delivers every one, i
 });
 
 test("bad options and unknown peers give MiaouError, not a crash", async () => {
-  const page = await openChat(browser, bridge.http, "bad-input");
+  const page = await openChat(rig.browser, rig.bridge.http, "bad-input");
   try {
     const outcome = await page.evaluate(async (signal) => {
       const { Transport } = await import("miaou-transport");
@@ -194,7 +183,7 @@ test("bad options and unknown peers give MiaouError, not a crash", async () => {
         }),
         stillWorks: await attempt(() => window.miaouChat.transport.broadcast("after bad input")),
       };
-    }, bridge.ws);
+    }, rig.bridge.ws);
     assert.match(outcome.noRoom, /^MiaouError: .*room/);
     assert.match(outcome.weirdChannel, /^MiaouError: .*channel must be/);
     assert.match(outcome.badIce, /^MiaouError: .*iceServers must be an array/);
@@ -231,7 +220,7 @@ test("connectTimeoutMs beyond 2^31 - 1 ms is waited, not treated as 0 by setTime
   silent.listen(0, "127.0.0.1");
   await once(silent, "listening");
   const signal = `ws://127.0.0.1:${silent.address().port}/ws`;
-  const page = await openChat(browser, bridge.http, "long-timeout-ui");
+  const page = await openChat(rig.browser, rig.bridge.http, "long-timeout-ui");
   try {
     const outcome = await page.evaluate(async (signal) => {
       const { Transport } = await import("miaou-transport");
