@@ -33,8 +33,10 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         })
         .await?;
     tracing::info!(peer_id = %transport.peer_id(), room = %transport.room(), "echoing");
-    // Stops on Ctrl-C or when stdin closes, so a parent process can end it cleanly.
-    let mut interrupted = false;
+    // Stops on Ctrl-C, SIGTERM or when stdin closes, so a parent process can end it cleanly.
+    let stop = crate::stop::requested();
+    tokio::pin!(stop);
+    let mut stopped_by = None;
     let mut stdin_closed = tokio::spawn(async {
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut sink).await;
@@ -68,19 +70,19 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 }
             }
             _ = &mut stdin_closed => break,
-            _ = tokio::signal::ctrl_c() => {
-                interrupted = true;
+            signal = &mut stop => {
+                stopped_by = Some(signal);
                 break;
             }
         }
     }
     let closed = transport.close().await.context("closing");
     lan.close().await;
-    if interrupted {
+    if let Some(signal) = stopped_by {
         // Closed politely (peers and the LAN were told); exit now like the other commands,
         // rather than wait for the stdin reader, a blocking thread the runtime would join.
-        eprintln!("error: interrupted");
-        std::process::exit(130);
+        eprintln!("error: {signal}");
+        std::process::exit(signal.exit_code());
     }
     closed
 }

@@ -12,6 +12,7 @@ mod receive;
 mod room;
 mod send;
 mod serve;
+mod stop;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -74,10 +75,10 @@ async fn async_main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        // Interrupted, the command's future is dropped, which withdraws its mDNS
+        // Stopped by a signal, the command's future is dropped, which withdraws its mDNS
         // advertisement (goodbye) and stops its embedded endpoint.
-        Command::Join(args) => interruptible(join::run(args)).await,
-        Command::Send(args) => with_peak_rss(interruptible(send::run(args)).await),
+        Command::Join(args) => until_stopped(join::run(args)).await,
+        Command::Send(args) => with_peak_rss(until_stopped(send::run(args)).await),
         Command::Receive(args) => with_peak_rss(receive::run(args).await),
         Command::Echo(args) => echo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
@@ -94,18 +95,20 @@ async fn async_main() -> std::process::ExitCode {
     }
 }
 
-/// Runs `command` until it ends or Ctrl-C. Interrupted, the command's future is dropped
-/// (which withdraws its mDNS advertisement and stops its endpoint) and the process exits 130
-/// at once: the runtime's shutdown would otherwise wait for the blocking read of stdin.
-async fn interruptible(
+/// Runs `command` until it ends or a stop signal (Ctrl-C, SIGTERM: [`stop`]). Stopped, the
+/// command's future is dropped (which withdraws its mDNS advertisement and stops its endpoint)
+/// and the process exits 130 or 143 at once: the runtime's shutdown would otherwise wait for
+/// the blocking read of stdin.
+async fn until_stopped(
     command: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     tokio::select! {
-        result = command => return result,
-        _ = tokio::signal::ctrl_c() => {}
+        result = command => result,
+        signal = stop::requested() => {
+            eprintln!("error: {signal}");
+            std::process::exit(signal.exit_code());
+        }
     }
-    eprintln!("error: interrupted");
-    std::process::exit(130);
 }
 
 /// Logs this process's peak resident memory (`VmHWM`) on the way out, success or not.

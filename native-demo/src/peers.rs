@@ -48,6 +48,8 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     if args.watch {
         writeln!(stdout.lock(), "# browsing {SERVICE_TYPE}")?;
         let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
+        let stop = crate::stop::requested();
+        tokio::pin!(stop);
         loop {
             let next = async {
                 match deadline {
@@ -60,7 +62,7 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
             };
             let event = tokio::select! {
                 event = next => event,
-                _ = tokio::signal::ctrl_c() => None,
+                _ = &mut stop => None,
             };
             let Some(event) = event else { break };
             let (sign, node) = match &event {

@@ -40,8 +40,8 @@ pub struct ReceiveArgs {
     /// replaced: a taken name becomes `name (1).ext`, `name (2).ext`, …
     #[arg(long)]
     out: PathBuf,
-    /// Exit 0 after this many files arrived.
-    #[arg(long, default_value_t = 1)]
+    /// Exit 0 after this many files arrived (at least 1: receiving nothing is not a job).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     count: usize,
     #[command(flatten)]
     ice: crate::room::IceArgs,
@@ -101,11 +101,15 @@ async fn receive_files(
     let mut gone: Vec<(PeerId, Instant)> = Vec::new();
     let mut done = 0usize;
     let mut events_open = true;
+    let stop = crate::stop::requested();
+    tokio::pin!(stop);
     while done < args.count {
         let grace_end = gone.iter().map(|(_, at)| *at).min();
         tokio::select! {
-            // Messages first: those a departed sender had sent still count.
+            // A stop request first (a busy transfer must not starve it), then messages: those
+            // a departed sender had sent still count.
             biased;
+            signal = &mut stop => bail!("{signal}"),
             message = transport.recv() => {
                 let Some(message) = message else { bail!("the transport closed") };
                 if on_message(args, transport, senders, message).await? {
@@ -144,7 +148,6 @@ async fn receive_files(
                 }
                 gone.retain(|(_, at)| *at > now);
             }
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         }
     }
     Ok(())

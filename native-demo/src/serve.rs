@@ -129,9 +129,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         advertise(&bridge)
     };
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    let signal = crate::stop::requested().await;
+    tracing::info!("{signal}: shutting down");
     if let Some((discovery, advertisement)) = mdns {
         advertisement.close().await;
         discovery.shutdown().await;

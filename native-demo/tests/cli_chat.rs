@@ -571,27 +571,91 @@ fn wait_timeout_expiring_is_a_clear_error_and_a_non_zero_exit() {
     );
 }
 
-/// Ctrl-C ends `join` and `echo` at once with status 130, even while their stdin stays open
-/// (a blocking stdin read must not hold the process).
+/// Ctrl-C and SIGTERM end `join` and `echo` at once with status 130 / 143 (128 + the signal),
+/// even while their stdin stays open (a blocking stdin read must not hold the process).
 #[test]
-fn ctrl_c_ends_join_and_echo_at_once_with_status_130() {
+fn ctrl_c_and_sigterm_end_join_and_echo_at_once() {
     let (_bridge, ws) = bridge();
-    for command in ["join", "echo"] {
-        let mut proc = spawn_logged(&[command, "--signal", &ws, "--room", "ctrl-c", "--no-mdns"]);
-        let ready = if command == "join" {
-            "joined"
-        } else {
-            "echoing"
-        };
-        proc.wait_stderr(ready, Duration::from_secs(30));
-        let pid = proc.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = wait_exit(&mut proc, Duration::from_secs(5));
-        assert_eq!(status.code(), Some(130), "{command}: {}", proc.stderr());
-        assert!(proc.stderr().contains("interrupted"), "{}", proc.stderr());
+    for (signal, code, says) in [
+        ("-INT", 130, "error: interrupted"),
+        ("-TERM", 143, "error: terminated (SIGTERM)"),
+    ] {
+        for command in ["join", "echo"] {
+            let mut proc = spawn_logged(&[command, "--signal", &ws, "--room", "stop", "--no-mdns"]);
+            let ready = if command == "join" {
+                "joined"
+            } else {
+                "echoing"
+            };
+            proc.wait_stderr(ready, Duration::from_secs(30));
+            let pid = proc.child.id().to_string();
+            assert!(Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success());
+            let status = wait_exit(&mut proc, Duration::from_secs(5));
+            assert_eq!(
+                status.code(),
+                Some(code),
+                "{command} {signal}: {}",
+                proc.stderr()
+            );
+            assert!(proc.stderr().contains(says), "{}", proc.stderr());
+        }
+    }
+}
+
+/// `serve` shuts down the same way on Ctrl-C and on SIGTERM (`kill`, systemd, `docker stop`):
+/// its WebSocket clients get close code 1001 "bridge shutting down" (RFC 6455 §7.4.1, going
+/// away), not a dropped connection (1006), and it exits 0.
+#[test]
+fn serve_shuts_down_politely_on_ctrl_c_and_sigterm() {
+    use futures::{SinkExt, StreamExt};
+    use miaou_transport::signaling::protocol::{ClientMessage, PROTOCOL_VERSION};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for signal in ["-INT", "-TERM"] {
+        let (mut serve, ws) = bridge();
+        let close = runtime.block_on(async {
+            let (mut socket, _) = tokio_tungstenite::connect_async(ws.as_str())
+                .await
+                .expect("the bridge accepts a WebSocket");
+            let join = ClientMessage::Join {
+                v: PROTOCOL_VERSION,
+                room: "shutdown".into(),
+            };
+            socket.send(WsMessage::text(join.to_json())).await.unwrap();
+            // The welcome: joined, so the bridge holds this client in a room.
+            let welcome = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .expect("a welcome in time");
+            assert!(
+                matches!(&welcome, Some(Ok(WsMessage::Text(t))) if t.contains("welcome")),
+                "{welcome:?}"
+            );
+            let pid = serve.child.id().to_string();
+            assert!(Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success());
+            tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .expect("the bridge closes the socket in time")
+        });
+        match close {
+            Some(Ok(WsMessage::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1001, "{signal}: {frame:?}");
+                assert_eq!(frame.reason.as_str(), "bridge shutting down");
+            }
+            other => panic!("{signal}: expected close 1001, got {other:?}"),
+        }
+        let status = wait_exit(&mut serve, Duration::from_secs(10));
+        assert!(status.success(), "{signal}: serve exits 0, got {status}");
     }
 }

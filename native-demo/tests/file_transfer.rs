@@ -702,6 +702,46 @@ fn send_fails_naming_the_receiver_killed_mid_transfer() {
     assert!(!stderr.contains("verified by"), "{stderr}");
 }
 
+/// SIGTERM (`kill`, `timeout`, systemd) stops `receive` as Ctrl-C does: the partial file is
+/// deleted, the sender is told why and names the receiver, and the exit status is non-zero.
+#[test]
+fn receive_stopped_by_sigterm_or_ctrl_c_keeps_nothing_and_tells_the_sender() {
+    let (_bridge, ws) = bridge();
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("stopped.bin");
+    std::fs::write(&path, Noise(seed()).bytes(64 * 1024 * 1024)).unwrap();
+    for (signal, says) in [("-TERM", "terminated (SIGTERM)"), ("-INT", "interrupted")] {
+        let dst = tempfile::tempdir().unwrap();
+        let room = format!("stopped{signal}");
+        let mut receiver = receive(&ws, &room, dst.path(), 1);
+        let mut sender = send(&ws, &room, std::slice::from_ref(&path));
+        let receiver_id = receiver.peer_id();
+        receiver.wait_stderr("receiving", Duration::from_secs(60));
+        thread::sleep(Duration::from_millis(300));
+        let pid = receiver.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = receiver.wait_exit(Duration::from_secs(30));
+        let stderr = receiver.stderr();
+        assert!(!status.success(), "{signal}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {says}")),
+            "{signal}: {stderr}"
+        );
+        assert_nothing_kept(dst.path());
+        let sent = sender.wait_exit(Duration::from_secs(60));
+        let stderr = sender.stderr();
+        assert!(!sent.success(), "{signal}: send must fail:\n{stderr}");
+        assert!(
+            stderr.contains(&receiver_id) && stderr.contains(&format!("receiver stopped: {says}")),
+            "{signal}: the sender names the receiver and why it stopped:\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn receive_fails_when_the_sender_is_killed_mid_transfer() {
     let (_bridge, ws) = bridge();
@@ -1313,4 +1353,17 @@ fn send_errors_are_clear_and_non_zero() {
     assert!(!zero.status.success());
     let stderr = String::from_utf8_lossy(&zero.stderr);
     assert!(stderr.contains("--wait-peers"), "{stderr}");
+
+    // Receiving 0 files would exit 0 at once having done nothing: refused as well.
+    let out = tempfile::tempdir().unwrap();
+    let nothing = Command::new(BIN)
+        .args([
+            "receive", "--signal", &ws, "--room", "x", "--count", "0", "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(nothing.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&nothing.stderr);
+    assert!(stderr.contains("--count"), "{stderr}");
 }

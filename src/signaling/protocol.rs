@@ -332,10 +332,15 @@ impl ServerMessage {
     }
 }
 
-/// Checks a room name: 1..=[`MAX_ROOM_NAME_BYTES`] bytes of UTF-8 without control characters.
+/// Checks a room name: 1..=[`MAX_ROOM_NAME_BYTES`] bytes of UTF-8, not only white space (it
+/// would display as nothing), without control characters. `Err` holds the reason, for a
+/// `bad-room` error's message.
 pub fn validate_room(room: &str) -> Result<(), String> {
-    if room.trim().is_empty() {
+    if room.is_empty() {
         return Err("room name is empty".into());
+    }
+    if room.trim().is_empty() {
+        return Err("room name is only white space".into());
     }
     if room.len() > MAX_ROOM_NAME_BYTES {
         return Err(format!(
@@ -565,12 +570,19 @@ mod tests {
     #[test]
     fn room_names_are_validated() {
         assert!(validate_room("lobby").is_ok());
-        assert!(validate_room("").is_err());
-        assert!(
-            validate_room("   ").is_err(),
+        assert_eq!(validate_room(""), Err("room name is empty".into()));
+        assert_eq!(
+            validate_room(" \u{3000} "),
+            Err("room name is only white space".into()),
             "a blank name displays as nothing"
         );
-        assert!(validate_room(&"x".repeat(65)).is_err());
-        assert!(validate_room("a\nb").is_err());
+        assert_eq!(
+            validate_room(&"x".repeat(65)),
+            Err("room name is 65 bytes; the limit is 64".into())
+        );
+        assert_eq!(
+            validate_room("a\nb"),
+            Err("room name contains control characters".into())
+        );
     }
 }
