@@ -442,7 +442,8 @@ impl Driver {
                     // No frame fits the peer's a=max-message-size: this link can never carry
                     // a message, and reconnecting would not change the peer's limit.
                     let reason = format!(
-                        "the peer's a=max-message-size ({} bytes) is below the {} bytes a frame                          needs",
+                        "the peer's a=max-message-size ({} bytes) is below the {} bytes a \
+                         frame needs",
                         state.remote_max_message_size,
                         crate::codec::MIN_FRAME_SIZE
                     );
