@@ -127,6 +127,21 @@ impl ChannelKind {
         }
     }
 
+    /// The JS API's name for this kind: `"reliable"` or `"unreliable"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Reliable => "reliable",
+            ChannelKind::Unreliable => "unreliable",
+        }
+    }
+
+    /// Parses [`name`](Self::name)'s output.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ChannelKind::Reliable, ChannelKind::Unreliable]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
     /// The kind a remote-created channel with `label` has, if it is one of ours.
     pub fn from_label(label: &str) -> Option<Self> {
         [ChannelKind::Reliable, ChannelKind::Unreliable]
@@ -890,10 +905,17 @@ mod tests {
     }
 
     #[test]
-    fn labels_round_trip() {
+    fn labels_and_names_round_trip() {
         for k in [ChannelKind::Reliable, ChannelKind::Unreliable] {
             assert_eq!(ChannelKind::from_label(k.label()), Some(k));
+            assert_eq!(ChannelKind::from_name(k.name()), Some(k));
         }
         assert_eq!(ChannelKind::from_label("other"), None);
+        assert_eq!(
+            ChannelKind::from_name("miaou-reliable"),
+            None,
+            "a label is not a name"
+        );
+        assert_eq!(ChannelKind::name(ChannelKind::Unreliable), "unreliable");
     }
 }

@@ -151,13 +151,12 @@ impl Options {
         }
         builder = builder.turn_credentials_from_bridge(self.turn_from_bridge);
         builder = builder.channel(match self.channel.as_deref() {
-            None | Some("reliable") => ChannelKind::Reliable,
-            Some("unreliable") => ChannelKind::Unreliable,
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "channel must be \"reliable\" or \"unreliable\", got {other:?}"
-                )))
-            }
+            None => ChannelKind::Reliable,
+            Some(name) => ChannelKind::from_name(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "channel must be \"reliable\" or \"unreliable\", got {name:?}"
+                ))
+            })?,
         });
         if let Some(bytes) = self.max_message_size {
             builder = builder.max_message_size(bytes);
@@ -253,82 +252,70 @@ fn payload(data: &JsValue) -> Result<(Bytes, bool), JsValue> {
     )))
 }
 
-fn peer_event(event: &Event) -> JsValue {
+/// A plain JS object with these own properties, in this order.
+fn js_object(fields: &[(&str, JsValue)]) -> JsValue {
     let object = js_sys::Object::new();
-    let set = |key: &str, value: &str| {
-        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &JsValue::from_str(value));
-    };
-    match event {
-        Event::PeerJoined(peer) => {
-            set("type", "joined");
-            set("peerId", peer.as_str());
-        }
-        Event::PeerConnected(peer) => {
-            set("type", "connected");
-            set("peerId", peer.as_str());
-        }
-        Event::PeerDisconnected { peer, reason } => {
-            set("type", "disconnected");
-            set("peerId", peer.as_str());
-            if let Some(reason) = reason {
-                set("reason", &reason.to_string());
-            }
-        }
-        Event::PeerLeft(peer) => {
-            set("type", "left");
-            set("peerId", peer.as_str());
-        }
-        Event::Error(error) => {
-            set("type", "error");
-            set("reason", &error.to_string());
-        }
+    for (key, value) in fields {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), value);
     }
     object.into()
 }
 
-fn candidate_object(c: &CandidateInfo) -> JsValue {
-    let object = js_sys::Object::new();
-    let set = |key: &str, value: JsValue| {
-        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &value);
+fn peer_event(event: &Event) -> JsValue {
+    let (kind, peer, reason) = match event {
+        Event::PeerJoined(peer) => ("joined", Some(peer), None),
+        Event::PeerConnected(peer) => ("connected", Some(peer), None),
+        Event::PeerDisconnected { peer, reason } => (
+            "disconnected",
+            Some(peer),
+            reason.as_ref().map(ToString::to_string),
+        ),
+        Event::PeerLeft(peer) => ("left", Some(peer), None),
+        Event::Error(error) => ("error", None, Some(error.to_string())),
     };
-    set(
-        "candidateType",
-        JsValue::from_str(c.candidate_type.as_str()),
-    );
-    set("address", JsValue::from_str(&c.address));
-    set("port", JsValue::from(c.port));
-    set("protocol", JsValue::from_str(&c.protocol));
-    object.into()
+    let mut fields = vec![("type", JsValue::from_str(kind))];
+    if let Some(peer) = peer {
+        fields.push(("peerId", JsValue::from_str(peer.as_str())));
+    }
+    if let Some(reason) = reason {
+        fields.push(("reason", JsValue::from_str(&reason)));
+    }
+    js_object(&fields)
+}
+
+fn candidate_object(c: &CandidateInfo) -> JsValue {
+    js_object(&[
+        (
+            "candidateType",
+            JsValue::from_str(c.candidate_type.as_str()),
+        ),
+        ("address", JsValue::from_str(&c.address)),
+        ("port", JsValue::from(c.port)),
+        ("protocol", JsValue::from_str(&c.protocol)),
+    ])
 }
 
 fn channel_object(info: &ChannelInfo) -> JsValue {
-    let object = js_sys::Object::new();
-    let set = |key: &str, value: JsValue| {
-        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &value);
-    };
     let optional = |value: Option<u16>| value.map_or(JsValue::NULL, JsValue::from);
-    let kind = match info.kind {
-        ChannelKind::Reliable => "reliable",
-        ChannelKind::Unreliable => "unreliable",
-    };
-    set("label", JsValue::from_str(&info.label));
-    set("kind", JsValue::from_str(kind));
-    set("ordered", JsValue::from_bool(info.ordered));
-    set("maxRetransmits", optional(info.max_retransmits));
-    set("maxPacketLifeTime", optional(info.max_packet_life_time_ms));
-    set("maxFrameSize", JsValue::from(info.max_frame_size as f64));
-    set(
-        "remoteMaxMessageSize",
-        JsValue::from(info.remote_max_message_size as f64),
-    );
-    object.into()
+    js_object(&[
+        ("label", JsValue::from_str(&info.label)),
+        ("kind", JsValue::from_str(info.kind.name())),
+        ("ordered", JsValue::from_bool(info.ordered)),
+        ("maxRetransmits", optional(info.max_retransmits)),
+        ("maxPacketLifeTime", optional(info.max_packet_life_time_ms)),
+        ("maxFrameSize", JsValue::from(info.max_frame_size as f64)),
+        (
+            "remoteMaxMessageSize",
+            JsValue::from(info.remote_max_message_size as f64),
+        ),
+    ])
 }
 
 fn pair_object(pair: &CandidatePair) -> JsValue {
-    let object = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&object, &"local".into(), &candidate_object(&pair.local));
-    let _ = js_sys::Reflect::set(&object, &"remote".into(), &candidate_object(&pair.remote));
-    object.into()
+    js_object(&[
+        ("local", candidate_object(&pair.local)),
+        ("remote", candidate_object(&pair.remote)),
+    ])
 }
 
 /// Calls `callback`, logging (not propagating) an exception thrown by application code.

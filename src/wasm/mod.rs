@@ -30,8 +30,8 @@ pub(crate) async fn sleep_ms(ms: u64) {
     let mut left = ms;
     loop {
         let step = left.min(MAX_TIMEOUT_MS);
-        gloo_timers::future::TimeoutFuture::new(u32::try_from(step).unwrap_or(i32::MAX as u32))
-            .await;
+        // `step` ≤ 2^31 − 1, so it fits a u32.
+        gloo_timers::future::TimeoutFuture::new(step as u32).await;
         left -= step;
         if left == 0 {
             break;
