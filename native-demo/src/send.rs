@@ -495,16 +495,11 @@ async fn await_acks(
     sha256: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut changes = ledger.subscribe();
-    loop {
-        let next = match verdict(&changes.borrow_and_update(), id, name, Some(sha256)) {
-            Verdict::Verified => return Ok(()),
-            Verdict::Failed(message) => bail!(message),
-            Verdict::Pending(next) => next.map_or(deadline, |n| n.min(deadline)),
-        };
-        if Instant::now() >= deadline {
-            let ledger = changes.borrow();
+    match tokio::time::timeout(timeout, settled(ledger, id, name, Some(sha256))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => bail!(message),
+        Err(_) => {
+            let ledger = ledger.borrow();
             let silent: Vec<String> = ledger
                 .targets
                 .iter()
@@ -517,9 +512,37 @@ async fn await_acks(
                 timeout.as_secs()
             );
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep_until(next.into()) => {}
+    }
+}
+
+/// Resolves once the [`verdict`] on transfer `id` is settled: `Ok` when every target verified
+/// `sha256` (never while it is `None`, during sending), `Err` with the message of the first
+/// failure (a rejection, a fault, a peer gone past its grace). Re-judges on every ledger change
+/// and at each gone peer's grace end.
+async fn settled(
+    ledger: &watch::Sender<Ledger>,
+    id: u32,
+    name: &str,
+    sha256: Option<&str>,
+) -> Result<(), String> {
+    let mut changes = ledger.subscribe();
+    loop {
+        let grace_end = match verdict(&changes.borrow_and_update(), id, name, sha256) {
+            Verdict::Verified => return Ok(()),
+            Verdict::Failed(message) => return Err(message),
+            Verdict::Pending(grace_end) => grace_end,
+        };
+        let changed = async {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        match grace_end {
+            Some(at) => tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(at.into()) => {}
+            },
+            None => changed.await,
         }
     }
 }
@@ -551,7 +574,7 @@ async fn to_all(
         // first failure of any target ends it.
         let sent = tokio::select! {
             sent = send => sent,
-            message = first_failure(ledger, id, name) => bail!(message),
+            Err(message) = settled(ledger, id, name, None) => bail!(message),
         };
         if let Err(error) = sent {
             if !ledger.borrow().targets.contains(peer) {
@@ -581,28 +604,4 @@ async fn to_all(
         }
     }
     Ok(())
-}
-
-/// Resolves with the message of the first failure among the targets of transfer `id` (a
-/// rejection, a fault, a peer gone past its grace); never while all is well.
-async fn first_failure(ledger: &watch::Sender<Ledger>, id: u32, name: &str) -> String {
-    let mut changes = ledger.subscribe();
-    loop {
-        let next = match verdict(&changes.borrow_and_update(), id, name, None) {
-            Verdict::Failed(message) => return message,
-            Verdict::Verified | Verdict::Pending(None) => None,
-            Verdict::Pending(next) => next,
-        };
-        match next {
-            Some(at) => tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep_until(at.into()) => {}
-            },
-            None => {
-                if changes.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        }
-    }
 }
