@@ -673,11 +673,13 @@ impl FileReceiver {
         }
         let name = match base_name(name) {
             Ok(name) => name.to_owned(),
-            Err(FileError::BadName { name, reason, .. }) => {
+            Err(mut error) => {
+                if let FileError::BadName { id: transfer, .. } = &mut error {
+                    *transfer = id; // base_name cannot know it
+                }
                 self.state = State::Skipping;
-                return Err(FileError::BadName { id, name, reason });
+                return Err(error);
             }
-            Err(other) => unreachable!("base_name only returns BadName: {other}"),
         };
         // A fresh random name, created exclusively (O_EXCL): it cannot be a received file nor
         // another transfer's temporary, whoever sent them.
