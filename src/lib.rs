@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod channel_info;
+pub mod arq;
 pub mod codec;
 mod config;
 mod error;
