@@ -28,6 +28,11 @@ pub struct ChannelInfo {
     pub max_frame_size: usize,
     /// The peer's `a=max-message-size`, bytes (65 536 when its SDP has none, RFC 8841 §6.1).
     pub remote_max_message_size: usize,
+    /// Frames travel over the ARQ layer (docs/frame.md, "ARQ layer"): both peers announced
+    /// it, so this channel only marks the link's lifetime and the frames go as datagrams on a
+    /// negotiated unordered, `maxRetransmits: 0` channel with our own loss recovery and
+    /// congestion control. False: v1 frames on this channel, SCTP retransmits.
+    pub arq: bool,
 }
 
 /// What a backend reads off its data channel object for [`ChannelInfo`].

@@ -218,6 +218,13 @@ pub struct TransportConfig {
     /// Kind of data channel we open to peers we offer to; towards a peer that offered, we use
     /// the kind it chose (so two differently configured peers still connect).
     pub channel: ChannelKind,
+    /// Announce the ARQ layer (docs/frame.md, "ARQ layer") on reliable channels (default
+    /// true): towards a peer that announces it too, frames travel as datagrams on an
+    /// unordered, `maxRetransmits: 0` channel with our own loss recovery and congestion
+    /// control, because webrtc-rs's SCTP retransmission stalls ≥ 1 s per loss
+    /// (docs/upstream/webrtc-sctp-loss.md). False, or a peer that does not announce it: v1
+    /// frames on the reliable channel, as before.
+    pub arq: bool,
     /// Largest application message accepted by `send`, bytes (default 64 MiB).
     pub max_message_size: usize,
     /// Largest frame we put on the data channel, bytes (default 16 KiB); the effective size is
@@ -281,6 +288,7 @@ impl TransportConfig {
                 ice_transport_policy: IceTransportPolicy::All,
                 turn_credentials_from_bridge: false,
                 channel: ChannelKind::default(),
+                arq: true,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
                 max_reassembly_bytes: crate::codec::DEFAULT_MAX_REASSEMBLY_BYTES,
@@ -539,6 +547,13 @@ impl TransportConfigBuilder {
     /// Chooses the data channel kind (default [`ChannelKind::Reliable`]).
     pub fn channel(mut self, kind: ChannelKind) -> Self {
         self.config.channel = kind;
+        self
+    }
+
+    /// Announces the ARQ layer to peers (default true; see [`TransportConfig::arq`]). False
+    /// keeps every link on v1 frames over SCTP's own retransmission.
+    pub fn arq(mut self, enabled: bool) -> Self {
+        self.config.arq = enabled;
         self
     }
 

@@ -18,8 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod channel_info;
 pub mod arq;
+mod channel_info;
 pub mod codec;
 mod config;
 mod error;
@@ -53,7 +53,7 @@ pub use transport::Transport;
 pub struct ReadmeDoctests;
 
 // The one seam: each backend module offers the same functions, types and rules
-// (`spawn`, `sleep_ms`, `now_ms`, `connect_signaling`, `RtcPeer`, `RtcChannel`,
+// (`spawn`, `sleep_ms`, `sleep_us`, `now_ms`, `now_us`, `connect_signaling`, `RtcPeer`, `RtcChannel`,
 // `ICE_URL_SUPPORT`).
 cfg_if::cfg_if! {
     if #[cfg(target_arch = "wasm32")] {

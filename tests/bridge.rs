@@ -233,6 +233,7 @@ fn offer(sdp: &str) -> Signal {
     Signal::Description {
         sdp_type: SdpType::Offer,
         sdp: sdp.into(),
+        arq: None,
     }
 }
 
@@ -381,6 +382,7 @@ async fn offer_answer_and_candidates_are_relayed_with_from_set_by_the_bridge() {
     let answer = Signal::Description {
         sdp_type: SdpType::Answer,
         sdp: "v=0 answer".into(),
+        arq: None,
     };
     a.send(&signal(&b_id, answer.clone())).await;
     assert_eq!(

@@ -383,6 +383,8 @@ async fn channel_info_reports_the_negotiated_reliability_on_both_sides() {
             assert_eq!(info.max_packet_life_time_ms, None);
             assert_eq!(info.max_frame_size, 16 * 1024, "default frame size");
             assert_eq!(info.remote_max_message_size, 65_535, "what we advertise");
+            // Both announce the ARQ layer by default; only a reliable channel runs it.
+            assert_eq!(info.arq, kind == ChannelKind::Reliable, "{info:?}");
         }
         a.close().await.unwrap();
         b.close().await.unwrap();

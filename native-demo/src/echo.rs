@@ -63,7 +63,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
                 match &event {
                     // What the stack negotiated (the offerer's choice when we answered).
                     Event::PeerConnected(peer) => match transport.channel_info(peer) {
-                        Ok(info) => tracing::info!(%peer, kind = ?info.kind, ordered = info.ordered, max_retransmits = ?info.max_retransmits, max_frame_size = info.max_frame_size, "channel open"),
+                        Ok(info) => tracing::info!(%peer, kind = ?info.kind, ordered = info.ordered, max_retransmits = ?info.max_retransmits, max_frame_size = info.max_frame_size, arq = info.arq, "channel open"),
                         Err(e) => tracing::info!(%peer, "channel open ({e})"),
                     },
                     _ => tracing::info!("{event:?}"),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// ICE options (docs/turn.md).
+/// ICE options (docs/turn.md) and the ARQ layer switch.
 #[derive(Args, Clone, Debug, Default)]
 pub struct IceArgs {
     /// ICE server, repeatable: stun:HOST[:PORT] or turn:HOST[:PORT][?transport=udp]
@@ -29,6 +29,10 @@ pub struct IceArgs {
     /// Relay-only ICE (iceTransportPolicy "relay"): all traffic goes through TURN.
     #[arg(long)]
     relay_only: bool,
+    /// Do not announce the ARQ layer (docs/frame.md): v1 frames over SCTP's own
+    /// retransmission, as older versions send them. For comparisons and interop tests.
+    #[arg(long)]
+    no_arq: bool,
 }
 
 impl IceArgs {
@@ -64,7 +68,9 @@ impl IceArgs {
         if self.relay_only {
             builder = builder.ice_transport_policy(IceTransportPolicy::Relay);
         }
-        Ok(builder.turn_credentials_from_bridge(self.turn_from_bridge))
+        Ok(builder
+            .turn_credentials_from_bridge(self.turn_from_bridge)
+            .arq(!self.no_arq))
     }
 }
 

@@ -32,13 +32,25 @@ pub(crate) async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
+/// The process's monotonic clock origin (the first call to a clock function).
+fn clock_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
 /// Milliseconds on a monotonic clock (since the first call in this process).
 pub(crate) fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
+    clock_start().elapsed().as_millis() as u64
+}
+
+/// Microseconds on the same monotonic clock as [`now_ms`] (the ARQ layer's RTT and pacing).
+pub(crate) fn now_us() -> u64 {
+    clock_start().elapsed().as_micros() as u64
+}
+
+/// Waits `us` microseconds (tokio's timer rounds up to whole milliseconds).
+pub(crate) async fn sleep_us(us: u64) {
+    tokio::time::sleep(Duration::from_micros(us)).await;
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
 use crate::sdp;
 use crate::session::ConnId;
 use crate::session::RtcEvent;
+use crate::session::{ArqChannel, ARQ_CHANNEL_ID, ARQ_CHANNEL_LABEL, ARQ_DATAGRAM_QUEUE};
 use crate::signaling::protocol::Signal;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -201,6 +202,36 @@ impl RtcPeer {
             .await
             .map_err(|e| rtc_error(&self.peer, e))?;
         self.set_local(offer).await
+    }
+
+    /// Creates the ARQ layer's negotiated, unordered, `maxRetransmits: 0` data channel
+    /// ([`crate::session::ARQ_CHANNEL_ID`]). Datagrams that arrive while the queue is full are
+    /// dropped (the ARQ layer recovers them); sends before the channel opens fail the same way.
+    pub(crate) async fn create_arq_channel(&self) -> Result<ArqChannel> {
+        let init = RTCDataChannelInit {
+            ordered: Some(false),
+            max_retransmits: Some(0),
+            negotiated: Some(ARQ_CHANNEL_ID),
+            ..Default::default()
+        };
+        let dc = self
+            .pc
+            .create_data_channel(ARQ_CHANNEL_LABEL, Some(init))
+            .await
+            .map_err(|e| rtc_error(&self.peer, e))?;
+        let (datagrams_tx, datagrams) = async_channel::bounded::<Bytes>(ARQ_DATAGRAM_QUEUE);
+        let ended = datagrams_tx.clone();
+        dc.on_message(Box::new(move |message| {
+            // Never awaited: a full queue drops the datagram rather than stall SCTP reads.
+            let _ = datagrams_tx.try_send(message.data);
+            Box::pin(async {})
+        }));
+        dc.on_close(Box::new(move || {
+            ended.close();
+            Box::pin(async {})
+        }));
+        let channel = RtcChannel::new(dc).await;
+        Ok(ArqChannel { channel, datagrams })
     }
 
     /// Applies a remote offer and returns our answer's SDP.

@@ -4,9 +4,9 @@
 //! that offer is, without any extra queueing.
 
 use super::link::{self, LinkHandle, Sinks};
-use super::{ConnId, RtcEvent};
+use super::{ArqChannel, ConnId, RtcEvent};
 use crate::backend::RtcPeer;
-use crate::config::TransportConfig;
+use crate::config::{ChannelKind, TransportConfig};
 use crate::error::Error;
 use crate::event::Event;
 use crate::ice::{self, CandidatePair, Gathered};
@@ -46,6 +46,9 @@ struct PeerState {
     failure_reported: bool,
     /// Reconnection attempts since the channel was last open.
     attempts: u32,
+    /// The ARQ layer's channel of the current generation, once both sides announced the
+    /// layer; taken by the link when the channel opens.
+    arq: Option<ArqChannel>,
 }
 
 impl PeerState {
@@ -59,6 +62,7 @@ impl PeerState {
             awaiting_answer: false,
             failure_reported: false,
             attempts: 0,
+            arq: None,
         }
     }
 }
@@ -253,6 +257,7 @@ impl Driver {
         state.generation = generation;
         state.failure_reported = false;
         state.awaiting_answer = false;
+        state.arq = None;
         let old = state.rtc.replace(rtc);
         if std::mem::replace(&mut state.connected, false) {
             lock(&self.links).remove(peer);
@@ -293,6 +298,7 @@ impl Driver {
         let signal = Signal::Description {
             sdp_type: SdpType::Offer,
             sdp,
+            arq: self.announces_arq().then_some(crate::arq::ARQ_VERSION),
         };
         self.send_to_bridge(ClientMessage::Signal {
             to: peer.clone(),
@@ -304,7 +310,9 @@ impl Driver {
 
     async fn on_signal(&mut self, from: PeerId, signal: Signal) {
         match signal {
-            Signal::Description { sdp_type, sdp } => self.on_description(from, sdp_type, sdp).await,
+            Signal::Description { sdp_type, sdp, arq } => {
+                self.on_description(from, sdp_type, sdp, arq).await
+            }
             Signal::Candidate {
                 candidate,
                 sdp_mid,
@@ -343,7 +351,13 @@ impl Driver {
         }
     }
 
-    async fn on_description(&mut self, from: PeerId, sdp_type: SdpType, sdp: String) {
+    async fn on_description(
+        &mut self,
+        from: PeerId,
+        sdp_type: SdpType,
+        sdp: String,
+        arq: Option<u8>,
+    ) {
         // A peer we have not heard of yet: the bridge announces joins before relaying their
         // signals, so this only happens after that peer left; treat it as a newcomer.
         let (role, awaiting_answer) = self
@@ -355,15 +369,15 @@ impl Driver {
             return self.refuse_signal(&from.clone(), Error::Rtc { peer: from, reason });
         }
         match sdp_type {
-            SdpType::Offer => self.on_offer(from, role, sdp).await,
-            SdpType::Answer => self.on_answer(from, sdp).await,
+            SdpType::Offer => self.on_offer(from, role, sdp, arq).await,
+            SdpType::Answer => self.on_answer(from, sdp, arq).await,
         }
     }
 
     /// A new offer: the first from a newcomer, or a reconnection from a known peer. The new
     /// attempt is negotiated beside the current one and replaces it only once the offer was
     /// applied, so an unusable offer cannot tear down a working connection.
-    async fn on_offer(&mut self, from: PeerId, role: Role, sdp: String) {
+    async fn on_offer(&mut self, from: PeerId, role: Role, sdp: String, arq: Option<u8>) {
         self.peers
             .entry(from.clone())
             .or_insert_with(|| PeerState::new(role));
@@ -381,20 +395,35 @@ impl Driver {
                 };
             }
         };
+        // The offerer announced the layer (only on a reliable channel) and we run it too.
+        let use_arq = self.config.arq && arq.is_some_and(|v| v >= crate::arq::ARQ_VERSION);
+        let arq_channel = match use_arq {
+            true => match rtc.create_arq_channel().await {
+                Ok(channel) => Some(channel),
+                Err(e) => {
+                    tracing::warn!(peer = %from, "no ARQ channel, using v1 frames: {e}");
+                    None
+                }
+            },
+            false => None,
+        };
+        let confirmed = arq_channel.is_some();
         self.replace_rtc(&from, generation, rtc).await;
         if let Some(state) = self.peers.get_mut(&from) {
             state.remote_max_message_size = sdp::max_message_size(&sdp);
+            state.arq = arq_channel;
         }
         let signal = Signal::Description {
             sdp_type: SdpType::Answer,
             sdp: answer,
+            arq: confirmed.then_some(crate::arq::ARQ_VERSION),
         };
         self.send_to_bridge(ClientMessage::Signal { to: from, signal })
             .await;
     }
 
     /// The answer to our pending offer (checked by `check_description`).
-    async fn on_answer(&mut self, from: PeerId, sdp: String) {
+    async fn on_answer(&mut self, from: PeerId, sdp: String, arq: Option<u8>) {
         let Some(state) = self.peers.get_mut(&from) else {
             return;
         };
@@ -407,7 +436,19 @@ impl Driver {
         state.remote_max_message_size = sdp::max_message_size(&sdp);
         if let Err(e) = rtc.accept_answer(sdp).await {
             // Our offer can never complete now: the attempt failed (and is retried).
-            self.fail(from, e).await;
+            return self.fail(from, e).await;
+        }
+        // The answerer confirmed the layer we announced: open our end of its channel.
+        if self.config.arq && arq.is_some() && self.config.channel == ChannelKind::Reliable {
+            let Some(state) = self.peers.get_mut(&from) else {
+                return;
+            };
+            let Some(rtc) = &state.rtc else { return };
+            match rtc.create_arq_channel().await {
+                Ok(channel) => state.arq = Some(channel),
+                // The peer now expects the layer; without our end nothing would flow.
+                Err(e) => self.fail(from, e).await,
+            }
         }
     }
 
@@ -455,8 +496,16 @@ impl Driver {
                 if kind != self.config.channel {
                     tracing::info!(%peer, ?kind, "using the offerer's channel kind");
                 }
-                let handle =
-                    link::start(peer.clone(), channel, frames, settings, self.sinks.clone());
+                // Only a reliable link runs the layer (an unreliable one never announced it).
+                let arq = state.arq.take().filter(|_| kind == ChannelKind::Reliable);
+                let handle = link::start(
+                    peer.clone(),
+                    channel,
+                    frames,
+                    arq,
+                    settings,
+                    self.sinks.clone(),
+                );
                 lock(&self.links).insert(peer.clone(), handle);
                 self.emit(Event::PeerConnected(peer));
             }
@@ -502,6 +551,11 @@ impl Driver {
                 self.abandon(conn, error).await;
             }
         }
+    }
+
+    /// Whether our offers announce the ARQ layer: only for a reliable channel, when enabled.
+    fn announces_arq(&self) -> bool {
+        self.config.arq && self.config.channel == ChannelKind::Reliable
     }
 
     /// Drops the attempt `conn` (still the current one) as failed with `error`: reported once

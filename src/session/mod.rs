@@ -12,6 +12,28 @@ use crate::ice::Gathered;
 use crate::signaling::protocol::{PeerId, Signal};
 use bytes::Bytes;
 
+/// Label of the ARQ layer's data channel (docs/frame.md, "ARQ layer").
+pub(crate) const ARQ_CHANNEL_LABEL: &str = "miaou-arq";
+
+/// SCTP stream id of the ARQ layer's data channel. It is a negotiated channel (W3C
+/// `negotiated: true`, RFC 8832 §6: no DATA_CHANNEL_OPEN exchange), created by each side only
+/// once both announced the layer, so a peer that never announced it never sees the stream.
+/// 1000 sits below the 1024 streams browsers negotiate and far above the ids their in-band
+/// channels take (0 and 1 here).
+pub(crate) const ARQ_CHANNEL_ID: u16 = 1000;
+
+/// Datagrams of the ARQ channel buffered between the data channel and the pipe task; past it
+/// they are dropped, which the ARQ layer recovers from like any loss (and its congestion
+/// control slows the sender), instead of stalling the SCTP read loop.
+pub(crate) const ARQ_DATAGRAM_QUEUE: usize = 8192;
+
+/// The ARQ layer's data channel (unordered, `maxRetransmits: 0`) and the datagrams received on
+/// it; the queue ends when the channel closes.
+pub(crate) struct ArqChannel {
+    pub(crate) channel: RtcChannel,
+    pub(crate) datagrams: async_channel::Receiver<Bytes>,
+}
+
 /// One connection attempt to a peer: after a failure the driver reconnects with a new
 /// generation, and events still arriving from the replaced connection are recognised and
 /// ignored.

@@ -75,6 +75,12 @@ pub enum Signal {
         sdp_type: SdpType,
         /// The SDP text (RFC 8866).
         sdp: String,
+        /// The ARQ layer version the sender can run on this connection (docs/frame.md, "ARQ
+        /// layer"); absent from peers that cannot (older versions, clients written from the
+        /// docs), which then get v1 frames on the reliable channel. An offer announces it, an
+        /// answer confirms it; the layer is used only when both did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arq: Option<u8>,
     },
     /// One trickled ICE candidate (RFC 8838), as in `RTCIceCandidateInit`.
     Candidate {
@@ -455,6 +461,7 @@ mod tests {
         let offer = Signal::Description {
             sdp_type: SdpType::Offer,
             sdp: "v=0\r\n".into(),
+            arq: None,
         };
         let client = [
             (ClientMessage::Leave, r#"{"type":"leave"}"#),

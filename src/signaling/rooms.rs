@@ -446,6 +446,7 @@ mod tests {
         Signal::Description {
             sdp_type: SdpType::Offer,
             sdp: "v=0\r\n".into(),
+            arq: None,
         }
     }
 
@@ -523,6 +524,7 @@ mod tests {
         let answer = Signal::Description {
             sdp_type: SdpType::Answer,
             sdp: "v=0\r\n".into(),
+            arq: None,
         };
         let out = r.handle(A, &signal_json("p2", answer.clone()));
         assert_eq!(
@@ -587,6 +589,7 @@ mod tests {
             Signal::Description {
                 sdp_type: SdpType::Offer,
                 sdp: "x".repeat(MAX_MESSAGE_BYTES),
+                arq: None,
             },
         );
         assert_eq!(error_code(&r.handle(A, &big), A), ErrorCode::TooLarge);
@@ -610,6 +613,7 @@ mod tests {
             Signal::Description {
                 sdp_type: SdpType::Offer,
                 sdp: String::new(),
+                arq: None,
             },
         );
         let fill = MAX_MESSAGE_BYTES - empty.len();
@@ -618,6 +622,7 @@ mod tests {
             Signal::Description {
                 sdp_type: SdpType::Offer,
                 sdp: "x".repeat(fill),
+                arq: None,
             },
         );
         assert_eq!(text.len(), MAX_MESSAGE_BYTES);
@@ -628,6 +633,7 @@ mod tests {
             Signal::Description {
                 sdp_type: SdpType::Offer,
                 sdp: "x".repeat(fill - 199),
+                arq: None,
             },
         );
         assert!(matches!(

@@ -44,6 +44,10 @@ export interface TransportOptions {
   turnFromBridge?: boolean;
   /** "reliable" (ordered, default) or "unreliable" (unordered, maxRetransmits 0). */
   channel?: "reliable" | "unreliable";
+  /** Announce the ARQ layer on reliable channels (default true): towards a peer that announces
+   *  it too, frames go as datagrams on an unordered, maxRetransmits 0 channel with their own
+   *  loss recovery and congestion control (docs/frame.md). false: v1 frames on SCTP. */
+  arq?: boolean;
   /** Largest message accepted by send, bytes (default 64 MiB). */
   maxMessageSize?: number;
   /** Largest frame put on the data channel, bytes (default 16 KiB). */
@@ -83,6 +87,8 @@ export interface ChannelInfo {
   maxFrameSize: number;
   /** The peer's a=max-message-size (65536 when its SDP has none, RFC 8841). */
   remoteMaxMessageSize: number;
+  /** Frames travel over the ARQ layer (both peers announced it; docs/frame.md). */
+  arq: boolean;
 }
 /** A peer lifecycle event passed to `onPeer`. */
 export interface PeerEvent {
@@ -105,6 +111,7 @@ struct Options {
     turn_from_bridge: bool,
     #[serde(default)]
     channel: Option<String>,
+    arq: Option<bool>,
     max_message_size: Option<usize>,
     max_frame_size: Option<usize>,
     connect_timeout_ms: Option<u64>,
@@ -158,6 +165,9 @@ impl Options {
                 ))
             })?,
         });
+        if let Some(enabled) = self.arq {
+            builder = builder.arq(enabled);
+        }
         if let Some(bytes) = self.max_message_size {
             builder = builder.max_message_size(bytes);
         }
@@ -183,13 +193,14 @@ fn parse_options(options: JsValue) -> Result<Options, Error> {
     }
     // serde's deny_unknown_fields does not apply through serde_wasm_bindgen: check by hand, so
     // a misspelt option (say `icetransportPolicy`) is an error, not a silent default.
-    const KNOWN: [&str; 10] = [
+    const KNOWN: [&str; 11] = [
         "signal",
         "room",
         "iceServers",
         "iceTransportPolicy",
         "turnFromBridge",
         "channel",
+        "arq",
         "maxMessageSize",
         "maxFrameSize",
         "connectTimeoutMs",
@@ -308,6 +319,7 @@ fn channel_object(info: &ChannelInfo) -> JsValue {
             "remoteMaxMessageSize",
             JsValue::from(info.remote_max_message_size as f64),
         ),
+        ("arq", JsValue::from_bool(info.arq)),
     ])
 }
 
@@ -532,7 +544,7 @@ impl JsTransport {
     }
 
     /// The open data channel to `peerId` as the browser negotiated it: `{ label, kind,
-    /// ordered, maxRetransmits, maxPacketLifeTime, maxFrameSize, remoteMaxMessageSize }`.
+    /// ordered, maxRetransmits, maxPacketLifeTime, maxFrameSize, remoteMaxMessageSize, arq }`.
     /// Throws a `MiaouError` if `peerId` is not a string or has no open channel.
     #[wasm_bindgen(js_name = channelInfo, unchecked_return_type = "ChannelInfo")]
     pub fn channel_info(

@@ -44,6 +44,23 @@ pub(crate) fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// Microseconds on the page's monotonic clock (`performance.now()`, which also exists in
+/// workers; `Date.now()` where it does not), for the ARQ layer's RTT and pacing.
+pub(crate) fn now_us() -> u64 {
+    use wasm_bindgen::JsCast;
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let now = performance.and_then(|p| {
+        let now = js_sys::Reflect::get(&p, &"now".into()).ok()?;
+        now.dyn_ref::<js_sys::Function>()?.call0(&p).ok()?.as_f64()
+    });
+    (now.unwrap_or_else(js_sys::Date::now) * 1000.0) as u64
+}
+
+/// Waits `us` microseconds (setTimeout: rounded up to whole milliseconds).
+pub(crate) async fn sleep_us(us: u64) {
+    sleep_ms(us.div_ceil(1000)).await;
+}
+
 /// Text of a thrown JavaScript value, for error messages.
 pub(crate) fn js_text(value: &wasm_bindgen::JsValue) -> String {
     use wasm_bindgen::JsCast;

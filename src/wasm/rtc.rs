@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
 use crate::session::ConnId;
 use crate::session::RtcEvent;
+use crate::session::{ArqChannel, ARQ_CHANNEL_ID, ARQ_CHANNEL_LABEL, ARQ_DATAGRAM_QUEUE};
 use crate::signaling::protocol::Signal;
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -242,6 +243,46 @@ impl RtcPeer {
             .await
             .map_err(|e| self.rtc_error(e))?;
         self.set_local(offer.unchecked_into()).await
+    }
+
+    /// Creates the ARQ layer's negotiated, unordered, `maxRetransmits: 0` data channel
+    /// ([`crate::session::ARQ_CHANNEL_ID`]). Datagrams that arrive while the queue is full are
+    /// dropped (the ARQ layer recovers them); sends before the channel opens fail the same way.
+    pub(crate) async fn create_arq_channel(&self) -> Result<ArqChannel> {
+        let init = RtcDataChannelInit::new();
+        init.set_ordered(false);
+        init.set_max_retransmits(0);
+        init.set_negotiated(true);
+        init.set_id(ARQ_CHANNEL_ID);
+        let dc = self
+            .pc
+            .create_data_channel_with_data_channel_dict(ARQ_CHANNEL_LABEL, &init);
+        dc.set_binary_type(RtcDataChannelType::Arraybuffer);
+        let (datagrams_tx, datagrams) = async_channel::bounded::<Bytes>(ARQ_DATAGRAM_QUEUE);
+        let ended = datagrams_tx.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(buffer) = event.data().dyn_ref::<js_sys::ArrayBuffer>() {
+                let datagram = Bytes::from(js_sys::Uint8Array::new(buffer).to_vec());
+                let _ = datagrams_tx.try_send(datagram);
+            }
+        });
+        let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            ended.close();
+        });
+        let (low_tx, low) = async_channel::bounded::<()>(1);
+        let on_low = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            let _ = low_tx.try_send(());
+        });
+        dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
+        let mut callbacks = self.callbacks.borrow_mut();
+        callbacks.channels.push(dc.clone());
+        callbacks
+            .closures
+            .push(Box::new((on_message, on_close, on_low)));
+        let channel = RtcChannel { dc, low };
+        Ok(ArqChannel { channel, datagrams })
     }
 
     /// Applies a remote offer and returns our answer's SDP.

@@ -11,6 +11,8 @@
 //! single-frame messages stranded by a broken channel are counted in an `Error::Undelivered`
 //! event.
 
+mod arq_pipe;
+mod outlet;
 mod reader;
 mod writer;
 
@@ -21,9 +23,12 @@ use crate::codec::{fits_one_frame, CodecError, CodecLimits, Control, FrameDecode
 use crate::config::ChannelKind;
 use crate::error::{Error, Result};
 use crate::event::{Event, Message};
+use crate::session::ArqChannel;
 use crate::signaling::protocol::PeerId;
+use arq_pipe::ArqPipe;
 use bytes::Bytes;
 use futures::channel::oneshot;
+use outlet::Outlet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -90,7 +95,7 @@ pub(crate) struct LinkHandle {
     max_frame_size: usize,
     info: Arc<ChannelInfo>,
     /// For reading `bufferedAmount`; the writer task owns sending.
-    channel: RtcChannel,
+    outlet: Outlet,
 }
 
 impl LinkHandle {
@@ -132,7 +137,7 @@ impl LinkHandle {
 
     /// Bytes queued in the data channel and not yet sent (`bufferedAmount`).
     pub(crate) async fn buffered_amount(&self) -> usize {
-        self.channel.buffered_amount().await
+        self.outlet.buffered_amount().await
     }
 
     /// The channel's negotiated parameters.
@@ -181,17 +186,33 @@ pub(crate) struct Sinks {
     pub(crate) budget: Arc<ReceiveBudget>,
 }
 
-/// Starts the writer and reader tasks for an open channel and returns the handle.
+/// Starts the writer and reader tasks for an open channel and returns the handle. With `arq`
+/// (both peers announced the ARQ layer), frames travel through an [`ArqPipe`] on that channel
+/// and `channel` only serves as the lifeline whose close ends the link.
 pub(crate) fn start(
     peer: PeerId,
     channel: RtcChannel,
     frames: async_channel::Receiver<Bytes>,
+    arq: Option<ArqChannel>,
     settings: LinkSettings,
     sinks: Sinks,
 ) -> LinkHandle {
     let (writer_tx, writer_rx) = async_channel::bounded(settings.send_queue_messages.max(1));
     let parameters = channel.parameters();
-    let reading = channel.clone();
+    let (outlet, frames) = match arq {
+        Some(arq) => {
+            let config = crate::arq::ArqConfig {
+                // A frame plus its length prefix always fits; bigger ones are a peer's error.
+                max_frame: settings.max_frame_size.saturating_add(16),
+                ..crate::arq::ArqConfig::default()
+            };
+            let frame_queue = frames.capacity().unwrap_or(1024);
+            let (pipe, frames) =
+                ArqPipe::start(peer.clone(), arq, channel, frames, config, frame_queue);
+            (Outlet::Arq(pipe), frames)
+        }
+        None => (Outlet::Direct(channel), frames),
+    };
     let info = Arc::new(ChannelInfo {
         label: parameters.label,
         kind: settings.kind,
@@ -200,6 +221,7 @@ pub(crate) fn start(
         max_packet_life_time_ms: parameters.max_packet_life_time_ms,
         max_frame_size: settings.max_frame_size,
         remote_max_message_size: settings.remote_max_message_size,
+        arq: outlet.is_arq(),
     });
     let encoder = FrameEncoder::new(settings.limits);
     let shared = Arc::new(LinkShared {
@@ -208,7 +230,7 @@ pub(crate) fn start(
     });
     let writer = writer::Writer::new(
         peer.clone(),
-        channel,
+        outlet.clone(),
         encoder,
         settings,
         sinks.events.clone(),
@@ -228,6 +250,6 @@ pub(crate) fn start(
         limits: settings.limits,
         max_frame_size: settings.max_frame_size,
         info,
-        channel: reading,
+        outlet,
     }
 }

@@ -2,8 +2,9 @@
 //! is never stuck behind a large one for more than one frame), pauses while the channel's
 //! `bufferedAmount` is above the high-water mark, and runs the close handshake.
 
+use super::outlet::Outlet;
 use super::{LinkSettings, LinkShared, WriteCmd};
-use crate::backend::{self, RtcChannel};
+use crate::backend;
 use crate::codec::{Control, FrameEncoder, OutboundQueue};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -53,7 +54,7 @@ impl Closing {
 
 pub(super) struct Writer {
     peer: PeerId,
-    channel: RtcChannel,
+    channel: Outlet,
     encoder: FrameEncoder,
     queue: OutboundQueue<Queued>,
     settings: LinkSettings,
@@ -73,7 +74,7 @@ enum Wake {
 impl Writer {
     pub(super) fn new(
         peer: PeerId,
-        channel: RtcChannel,
+        channel: Outlet,
         encoder: FrameEncoder,
         settings: LinkSettings,
         events: async_channel::Sender<Event>,
