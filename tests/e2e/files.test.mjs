@@ -1,7 +1,9 @@
 // File transfer (docs/file-transfer.md) between the demo page in headless Chromium and the
 // native CLI (`native-demo send` / `native-demo receive`), through the real bridge; plus the
 // page's own UI (file input, drop) between two tabs. MIAOU_E2E_FILE_MIB (default 64) sets the
-// size of the big native <-> browser files.
+// size of the big native <-> browser files; MIAOU_E2E_LOSS_MIB (default 16) the size of the same
+// transfers under 1 % UDP loss each way (tests/scripts/netem.sh, docs/testing-under-loss.md),
+// which go through the ARQ layer both sides announce (docs/frame.md).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -12,11 +14,12 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { startBridge, launchChromium, openChat, pagePeers, waitFor, nativeDemo, repoRoot } from "./harness.mjs";
+import { setLoss } from "../bench/netem.mjs";
 
 const MIB = Number(process.env.MIAOU_E2E_FILE_MIB || 64);
-const SIZE = MIB * 1024 * 1024;
+const LOSS_MIB = Number(process.env.MIAOU_E2E_LOSS_MIB || 16);
 // Generous for an unoptimised build: a few MiB/s at worst.
-const TRANSFER_MS = 60_000 + MIB * 3_000;
+const transferMs = (mib) => 60_000 + mib * 3_000;
 
 let bridge;
 let browser;
@@ -80,14 +83,21 @@ function peakRss(stderr) {
   return match ? `${(Number(match[1]) / 1024).toFixed(1)} MiB` : "?";
 }
 
-test(`native send -> browser: ${MIB} MiB random file, same SHA-256`, async () => {
+/** `native-demo send` of a random `mib` MiB file to the page, with `lossPermille` / 1000 of
+ *  the namespace's UDP datagrams dropped once the channel is open. */
+async function nativeToBrowser(room, mib, lossPermille) {
+  const SIZE = mib * 1024 * 1024;
+  const MIB = mib;
+  const TRANSFER_MS = transferMs(mib);
   const file = path.join(work, "to-browser.bin");
   const expected = await randomFile(file, SIZE);
-  const page = await openChat(browser, bridge.http, "e2e-files-n2b");
-  const sender = native(["send", "--signal", bridge.ws, "--room", "e2e-files-n2b", "--wait-peers", "1", file]);
+  const page = await openChat(browser, bridge.http, room);
+  const sender = native(["send", "--signal", bridge.ws, "--room", room, "--wait-peers", "1", file]);
   try {
     await waitFor(async () => (await pagePeers(page)) === 1, "the page's channel to the sender");
     const [senderId] = await page.evaluate(() => window.miaouChat.transport.peers());
+    assert.equal(await page.evaluate((id) => window.miaouChat.transport.channelInfo(id).arq, senderId), true, "both run the ARQ layer");
+    if (lossPermille) setLoss(lossPermille);
     const started = Date.now();
     await waitFor(() => page.evaluate(() => window.miaouChat.files.length === 1), "the page to verify the file", TRANSFER_MS, 100)
       .catch((e) => { throw new Error(`${e.message}\nsend stderr:\n${sender.stderr}`); });
@@ -107,22 +117,33 @@ test(`native send -> browser: ${MIB} MiB random file, same SHA-256`, async () =>
     const pageId = await page.evaluate(() => window.miaouChat.transport.peerId);
     assert.match(sender.stderr, new RegExp(`verified by ${pageId}`), sender.stderr);
     const sentIn = sender.stderr.match(/sent in ([\d.]+) s/)?.[1];
-    console.log(`native -> browser: ${MIB} MiB in ${seconds.toFixed(1)} s (${(MIB / seconds).toFixed(1)} MiB/s; sender's own count ${sentIn} s); send peak RSS ${peakRss(sender.stderr)}`);
+    console.log(`native -> browser, ${lossPermille / 10} % loss: ${MIB} MiB in ${seconds.toFixed(1)} s (${(MIB / seconds).toFixed(1)} MiB/s; sender's own count ${sentIn} s); send peak RSS ${peakRss(sender.stderr)}`);
     assert.deepEqual(page.miaouErrors, []);
   } finally {
+    if (lossPermille) setLoss(0);
     sender.kill();
     await page.close();
   }
-});
+}
 
-test(`browser -> native receive: ${MIB} MiB random file, same SHA-256`, async () => {
-  const out = path.join(work, "inbox");
-  const page = await openChat(browser, bridge.http, "e2e-files-b2n");
-  const receiver = native(["receive", "--signal", bridge.ws, "--room", "e2e-files-b2n", "--out", out, "--count", "1"]);
+test(`native send -> browser: ${MIB} MiB random file, same SHA-256`, () => nativeToBrowser("e2e-files-n2b", MIB, 0));
+test(`native send -> browser under 1 % UDP loss: ${LOSS_MIB} MiB random file, same SHA-256`, () => nativeToBrowser("e2e-files-n2b-loss", LOSS_MIB, 10));
+
+/** The page sends a random `mib` MiB file to `native-demo receive`, with `lossPermille` / 1000
+ *  of the namespace's UDP datagrams dropped once the channel is open. */
+async function browserToNative(room, mib, lossPermille) {
+  const SIZE = mib * 1024 * 1024;
+  const MIB = mib;
+  const TRANSFER_MS = transferMs(mib);
+  const out = path.join(work, `inbox-${room}`);
+  const page = await openChat(browser, bridge.http, room);
+  const receiver = native(["receive", "--signal", bridge.ws, "--room", room, "--out", out, "--count", "1"]);
   try {
     await waitFor(async () => (await pagePeers(page)) === 1, "the page's channel to the receiver");
     // Read now: receive leaves as soon as it has the file.
     const [receiverId] = await page.evaluate(() => window.miaouChat.transport.peers());
+    assert.equal(await page.evaluate((id) => window.miaouChat.transport.channelInfo(id).arq, receiverId), true, "both run the ARQ layer");
+    if (lossPermille) setLoss(lossPermille);
     const sent = await page.evaluate(async (size) => {
       const parts = [];
       for (let left = size; left > 0;) {
@@ -153,13 +174,17 @@ test(`browser -> native receive: ${MIB} MiB random file, same SHA-256`, async ()
     assert.equal(statSync(onDisk).size, SIZE);
     assert.equal(await sha256OfFile(onDisk), sent.expected, "the file on disk has the page's bytes");
     const receivedIn = receiver.stderr.match(/received in ([\d.]+) s/)?.[1];
-    console.log(`browser -> native: ${MIB} MiB in ${seconds.toFixed(1)} s (${(MIB / seconds).toFixed(1)} MiB/s, page's sendFile; receiver's own count ${receivedIn} s); receive peak RSS ${peakRss(receiver.stderr)}`);
+    console.log(`browser -> native, ${lossPermille / 10} % loss: ${MIB} MiB in ${seconds.toFixed(1)} s (${(MIB / seconds).toFixed(1)} MiB/s, page's sendFile; receiver's own count ${receivedIn} s); receive peak RSS ${peakRss(receiver.stderr)}`);
     assert.deepEqual(page.miaouErrors, []);
   } finally {
+    if (lossPermille) setLoss(0);
     receiver.kill();
     await page.close();
   }
-});
+}
+
+test(`browser -> native receive: ${MIB} MiB random file, same SHA-256`, () => browserToNative("e2e-files-b2n", MIB, 0));
+test(`browser -> native receive under 1 % UDP loss: ${LOSS_MIB} MiB random file, same SHA-256`, () => browserToNative("e2e-files-b2n-loss", LOSS_MIB, 10));
 
 test("page UI: Send file button and drop between two tabs, chat unaffected", async () => {
   const a = await openChat(browser, bridge.http, "e2e-files-ui");
