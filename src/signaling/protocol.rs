@@ -472,6 +472,17 @@ mod tests {
                 },
                 r#"{"type":"signal","to":"b","signal":{"kind":"description","sdpType":"offer","sdp":"v=0\r\n"}}"#,
             ),
+            (
+                ClientMessage::Signal {
+                    to: "b".into(),
+                    signal: Signal::Description {
+                        sdp_type: SdpType::Answer,
+                        sdp: "v=0\r\n".into(),
+                        arq: Some(1),
+                    },
+                },
+                r#"{"type":"signal","to":"b","signal":{"kind":"description","sdpType":"answer","sdp":"v=0\r\n","arq":1}}"#,
+            ),
         ];
         for (m, json) in client {
             assert_eq!(m.to_json(), json);
