@@ -86,7 +86,10 @@ impl Pacer {
     }
 
     fn capacity(&self, cwnd: u64, srtt: u64) -> u64 {
-        let burst = u128::from(cwnd).saturating_mul(2_000) / u128::from(srtt.max(1));
+        let burst = u128::from(cwnd)
+            .saturating_mul(2_000)
+            .checked_div(u128::from(srtt.max(1)))
+            .unwrap_or(u128::MAX);
         let burst = u64::try_from(burst).unwrap_or(u64::MAX);
         burst
             .clamp(
@@ -102,7 +105,7 @@ impl Pacer {
             .saturating_mul(u128::from(cwnd))
             .saturating_mul(5);
         let den = u128::from(srtt.max(1)).saturating_mul(4);
-        u64::try_from(num / den).unwrap_or(u64::MAX)
+        u64::try_from(num.checked_div(den).unwrap_or(u128::MAX)).unwrap_or(u64::MAX)
     }
 
     fn refill(&mut self, now: u64, cwnd: u64, srtt: u64) {
@@ -139,7 +142,9 @@ impl Pacer {
         copy.delay(now, cwnd, srtt)
     }
 
-    pub(crate) fn on_sent(&mut self, bytes: u64) {
+    /// A paced datagram of `bytes` left at `now`.
+    pub(crate) fn on_sent(&mut self, now: u64, cwnd: u64, srtt: u64, bytes: u64) {
+        self.refill(now, cwnd, srtt);
         self.tokens = self.tokens.saturating_sub(bytes);
     }
 }

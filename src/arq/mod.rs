@@ -312,17 +312,16 @@ impl ArqConnection {
             return Some(self.build(now, Kind::Probe));
         }
         if self.send.has_sendable(self.peer_limit) {
-            if !self.cwnd_allows() {
-                self.app_limited = false;
-            } else if self
-                .pacer
-                .delay(now, self.cc.cwnd, self.rtt.smoothed)
-                .is_some()
-            {
-                self.app_limited = false;
-            } else {
+            let paced = || {
+                self.pacer
+                    .peek_delay(now, self.cc.cwnd, self.rtt.smoothed)
+                    .is_some()
+            };
+            if self.cwnd_allows() && !paced() {
                 return Some(self.build(now, Kind::Data));
             }
+            // Blocked by cwnd or pacing: the window is in use (§7.8).
+            self.app_limited = false;
         } else if self.cwnd_allows() {
             self.app_limited = true;
         }
@@ -588,7 +587,8 @@ impl ArqConnection {
             self.bytes_in_flight = self.bytes_in_flight.saturating_add(size);
             self.last_ack_eliciting_sent = Some(now);
             if kind == Kind::Data {
-                self.pacer.on_sent(size);
+                self.pacer
+                    .on_sent(now, self.cc.cwnd, self.rtt.smoothed, size);
             }
         }
         self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);

@@ -42,7 +42,7 @@ impl RecvStream {
     pub(crate) fn new(window: u64, max_frame: usize, max_datagram: usize) -> Self {
         // An honest sender's segments are ~max_datagram bytes; allow 4× that count.
         let per = (max_datagram as u64).max(1);
-        let max_segments = usize::try_from((window / per).saturating_mul(4))
+        let max_segments = usize::try_from(window.checked_div(per).unwrap_or(0).saturating_mul(4))
             .unwrap_or(usize::MAX)
             .max(256);
         RecvStream {
