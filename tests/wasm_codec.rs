@@ -5,6 +5,10 @@
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+#[path = "common/arq_fuzz.rs"]
+mod arq_fuzz;
+#[path = "common/arq_vectors.rs"]
+mod arq_vectors;
 #[path = "common/fuzz.rs"]
 mod fuzz;
 #[path = "common/vectors.rs"]
@@ -39,5 +43,24 @@ fn fuzz_logic_over_vector_corpus_in_browser() {
         .collect();
     for mode in 0..8 {
         fuzz::decode_frames(&fuzz::pack(mode, &corpus));
+    }
+}
+
+/// The ARQ datagram vectors (tests/vectors/arq.txt), same checks as tests/arq_vectors.rs.
+#[wasm_bindgen_test]
+fn arq_vectors_in_browser() {
+    let (valid, invalid) = arq_vectors::check();
+    assert!(
+        valid >= 10 && invalid >= 15,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+/// The ARQ fuzz logic over the vector corpus, with 32-bit usize.
+#[wasm_bindgen_test]
+fn arq_fuzz_logic_over_vector_corpus_in_browser() {
+    let corpus = arq_vectors::corpus();
+    for cfg in 0..4 {
+        arq_fuzz::run(&arq_fuzz::pack(cfg, &corpus));
     }
 }

@@ -32,7 +32,7 @@ mod frame;
 mod reassembler;
 #[cfg(test)]
 mod tests;
-mod varint;
+pub(crate) mod varint;
 
 pub use encoder::{fits_one_frame, Fragments, FrameEncoder, OutboundQueue, Popped};
 pub use error::CodecError;
