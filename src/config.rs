@@ -225,6 +225,11 @@ pub struct TransportConfig {
     /// (docs/upstream/webrtc-sctp-loss.md). False, or a peer that does not announce it: v1
     /// frames on the reliable channel, as before.
     pub arq: bool,
+    /// The ARQ layer's receive window, bytes (default 4 MiB, `arq::DEFAULT_RECEIVE_WINDOW`):
+    /// what a peer may send us beyond what our application has read, so the most one peer's
+    /// unread data can hold here besides the receive queues. It also caps throughput at
+    /// window / RTT (4 MiB at 40 ms: 100 MB/s). At least 64 KiB.
+    pub arq_receive_window_bytes: u64,
     /// Largest application message accepted by `send`, bytes (default 64 MiB).
     pub max_message_size: usize,
     /// Largest frame we put on the data channel, bytes (default 16 KiB); the effective size is
@@ -289,6 +294,7 @@ impl TransportConfig {
                 turn_credentials_from_bridge: false,
                 channel: ChannelKind::default(),
                 arq: true,
+                arq_receive_window_bytes: crate::arq::DEFAULT_RECEIVE_WINDOW,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
                 max_reassembly_bytes: crate::codec::DEFAULT_MAX_REASSEMBLY_BYTES,
@@ -372,6 +378,13 @@ impl TransportConfig {
                 self.send_low_water_bytes, self.send_high_water_bytes
             )));
         }
+        if self.arq_receive_window_bytes < 64 * 1024 {
+            return Err(Error::Config(format!(
+                "arq_receive_window_bytes ({}) must be at least 65536: a smaller window \
+                 starves the ARQ layer's sender",
+                self.arq_receive_window_bytes
+            )));
+        }
         for server in &self.ice_servers {
             if server.urls.is_empty() {
                 return Err(Error::Config("an ICE server has no URL".into()));
@@ -424,6 +437,7 @@ impl TransportConfig {
             send_queue_messages: self.send_queue_messages,
             kind,
             remote_max_message_size,
+            arq_receive_window: self.arq_receive_window_bytes,
         }
     }
 }
@@ -554,6 +568,12 @@ impl TransportConfigBuilder {
     /// keeps every link on v1 frames over SCTP's own retransmission.
     pub fn arq(mut self, enabled: bool) -> Self {
         self.config.arq = enabled;
+        self
+    }
+
+    /// The ARQ layer's receive window, bytes (see [`TransportConfig::arq_receive_window_bytes`]).
+    pub fn arq_receive_window(mut self, bytes: u64) -> Self {
+        self.config.arq_receive_window_bytes = bytes;
         self
     }
 

@@ -528,6 +528,9 @@ async fn a_receiver_that_does_not_read_holds_the_sender_back() {
         config(&bridge, "slow-reader")
             .receive_queue_messages(8)
             .receive_queue_frames(8)
+            // The ARQ layer's window is what the peer may send beyond what we read: the
+            // smallest allowed, like webrtc-rs's ~1 MiB SCTP window on a v1 link.
+            .arq_receive_window(64 * 1024)
             .build()
             .unwrap(),
     )
@@ -535,8 +538,9 @@ async fn a_receiver_that_does_not_read_holds_the_sender_back() {
     .unwrap();
     let (b_id, _a_id) = tokio::join!(connected(&a), connected(&b));
     // 1 KiB messages: without backpressure, 3 s at tens of MB/s would accept tens of
-    // thousands. What can be in flight: a's queue (8) and 64 KiB buffered, the SCTP window
-    // (~1 MiB in webrtc-rs), b's 8 frames of up to 16 KiB and 8 queued messages.
+    // thousands. What can be in flight: a's queue (8) and 64 KiB buffered, b's ARQ receive
+    // window (64 KiB; on a v1 link the SCTP window, ~1 MiB in webrtc-rs), b's 8 frames of up
+    // to 16 KiB and 8 queued messages.
     let (most_buffered, done) = (std::cell::Cell::new(0), std::cell::Cell::new(false));
     let sampling = async {
         while !done.get() {

@@ -76,6 +76,8 @@ pub(crate) struct LinkSettings {
     pub(crate) kind: ChannelKind,
     /// The remote's `a=max-message-size`, bytes.
     pub(crate) remote_max_message_size: usize,
+    /// The ARQ layer's receive window, bytes.
+    pub(crate) arq_receive_window: u64,
 }
 
 /// State the writer task shares with every handle on its link.
@@ -204,6 +206,7 @@ pub(crate) fn start(
             let config = crate::arq::ArqConfig {
                 // A frame plus its length prefix always fits; bigger ones are a peer's error.
                 max_frame: settings.max_frame_size.saturating_add(16),
+                receive_window: settings.arq_receive_window,
                 ..crate::arq::ArqConfig::default()
             };
             let frame_queue = frames.capacity().unwrap_or(1024);
