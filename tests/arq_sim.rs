@@ -410,7 +410,7 @@ const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn no_loss_4mib_both_ways() {
-    sweep(0, 4 * MIB, 2, 3.0, Some(300));
+    sweep(0, 4 * MIB, 1, 3.0, Some(300));
 }
 
 /// LAN-like 2 ms RTT: at 1 % loss 4 MiB each way completes in well under 3 s.
