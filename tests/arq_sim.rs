@@ -71,6 +71,8 @@ struct Link {
     in_flight: BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>,
     seq: u64,
     queue_drops: u64,
+    /// When each queue drop happened, µs.
+    drop_times: Vec<u64>,
     max_backlog: u64,
 }
 
@@ -82,6 +84,7 @@ impl Link {
             in_flight: BinaryHeap::new(),
             seq: 0,
             queue_drops: 0,
+            drop_times: Vec::new(),
             max_backlog: 0,
         }
     }
@@ -91,6 +94,7 @@ impl Link {
         let backlog = self.busy_until.saturating_sub(now) * bw / 1_000_000;
         if backlog + d.len() as u64 > self.cfg.queue_bytes {
             self.queue_drops += 1;
+            self.drop_times.push(now);
             return;
         }
         self.busy_until = self.busy_until.max(now) + (d.len() as u64 * 1_000_000).div_ceil(bw);
@@ -167,6 +171,7 @@ struct Outcome {
     max_cwnd: u64,
     reductions: Vec<(u64, u64, u64)>,
     queue_drops: u64,
+    drop_times: Vec<u64>,
     max_backlog: u64,
     datagrams: u64,
 }
@@ -316,6 +321,7 @@ fn run(s: &Scenario) -> Outcome {
         max_cwnd,
         reductions,
         queue_drops: links[0].queue_drops,
+        drop_times: links[0].drop_times.clone(),
         max_backlog: links[0].max_backlog,
         datagrams: a.datagrams_sent,
     }
@@ -404,7 +410,7 @@ const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn no_loss_4mib_both_ways() {
-    sweep(0, 4 * MIB, 2, 3.0, Some(300));
+    sweep(0, 4 * MIB, 1, 3.0, Some(300));
 }
 
 /// LAN-like 2 ms RTT: at 1 % loss 4 MiB each way completes in well under 3 s.
@@ -433,17 +439,25 @@ fn twenty_percent_loss_completes() {
     sweep(200_000, 256 * 1024, 5, 60.0, None);
 }
 
+/// 50 seeds per loss rate, 64 KiB each way (mostly slow start: the seeds vary where losses
+/// fall, including the first flight and tail packets).
 #[test]
-fn many_seeds_each_loss_rate() {
-    for loss in [0, 10_000, 50_000] {
-        sweep(
-            loss,
-            128 * 1024,
-            50,
-            30.0,
-            Some(if loss <= 10_000 { 300 } else { 1_000 }),
-        );
-    }
+fn many_seeds_no_loss() {
+    sweep(0, 64 * 1024, 50, 30.0, Some(300));
+}
+
+#[test]
+fn many_seeds_one_percent() {
+    sweep(10_000, 64 * 1024, 50, 30.0, Some(300));
+}
+
+#[test]
+fn many_seeds_five_percent() {
+    sweep(50_000, 64 * 1024, 50, 30.0, Some(1_000));
+}
+
+#[test]
+fn many_seeds_twenty_percent() {
     sweep(200_000, 32 * 1024, 50, 60.0, None);
 }
 
@@ -451,25 +465,62 @@ fn many_seeds_each_loss_rate() {
 /// window (never exceed it) and resume on window updates, also when they are lost.
 #[test]
 fn slow_reader_small_window() {
+    for (loss, seeds) in [(0, 1), (50_000, 5)] {
+        for seed in 1..=seeds {
+            let o = run(&Scenario {
+                link: LinkCfg::lan(loss),
+                config: ArqConfig {
+                    max_frame: 16 * 1024,
+                    receive_window: 64 * 1024,
+                    ..ArqConfig::default()
+                },
+                bytes_each_way: MIB,
+                both_ways: true,
+                read_every_us: 50_000,
+                seed,
+                limit_us: 60_000_000,
+            });
+            assert!(o.bytes >= MIB);
+            if seed == 1 {
+                println!(
+                    "slow reader (every 50 ms), 64 KiB window, {} % loss: 1 MiB each way in \
+                     {:.3} s sim, {} PTOs",
+                    loss / 10_000,
+                    o.done_us as f64 / 1e6,
+                    o.ptos
+                );
+            }
+        }
+    }
+}
+
+/// Heavy reordering (10 % of datagrams delayed by up to 15 ms, far past the packet threshold)
+/// and 5 % duplication: spurious losses cost throughput, never correctness.
+#[test]
+fn heavy_reordering_and_duplication() {
     for seed in 1..=5 {
+        let link = LinkCfg {
+            reorder_ppm: 100_000,
+            reorder_extra_us: 15_000,
+            dup_ppm: 50_000,
+            ..LinkCfg::lan(10_000)
+        };
         let o = run(&Scenario {
-            link: LinkCfg::lan(50_000),
-            config: ArqConfig {
-                max_frame: 16 * 1024,
-                receive_window: 64 * 1024,
-                ..ArqConfig::default()
-            },
-            bytes_each_way: MIB,
+            link,
+            config: config(),
+            bytes_each_way: 256 * 1024,
             both_ways: true,
-            read_every_us: 50_000,
+            read_every_us: 0,
             seed,
-            limit_us: 60_000_000,
+            limit_us: 30_000_000,
         });
-        assert!(o.bytes >= MIB);
+        assert!(o.bytes >= 256 * 1024);
         if seed == 1 {
             println!(
-                "slow reader, 64 KiB window, 5 % loss: 1 MiB in {:.3} s sim",
-                o.done_us as f64 / 1e6
+                "10 % reordered by ≤ 15 ms, 5 % duplicated, 1 % lost: 256 KiB each way in \
+                 {:.3} s sim, {} packets declared lost",
+                o.done_us as f64 / 1e6,
+                o.lost
             );
         }
     }
@@ -489,7 +540,7 @@ fn newreno_on_a_bottleneck() {
         reorder_extra_us: 0,
         dup_ppm: 0,
     };
-    let bytes = 16 * MIB;
+    let bytes = 8 * MIB;
     let o = run(&Scenario {
         link,
         config: config(),
@@ -535,12 +586,17 @@ fn newreno_on_a_bottleneck() {
         "throughput {rate:.0} B/s < 80 % of the bottleneck"
     );
     assert!(o.max_backlog <= link.queue_bytes);
+    // Slow start overshoots once (up to twice the path's capacity, by design); after the
+    // first reduction has taken effect (one RTT plus the queue, < 100 ms), drops must be rare.
+    let settled = o.reductions[0].0 + 100_000;
+    let late_drops = o.drop_times.iter().filter(|&&t| t > settled).count() as u64;
+    println!("queue drops after slow start: {late_drops}");
     assert!(
-        o.queue_drops * 100 <= o.datagrams * 5,
-        "{} drops of {} datagrams: cwnd does not back off",
-        o.queue_drops,
+        late_drops * 100 <= o.datagrams,
+        "{late_drops} drops after slow start of {} datagrams: cwnd does not back off",
         o.datagrams
     );
+    assert!(o.queue_drops * 100 <= o.datagrams * 10);
     assert!(
         o.max_cwnd <= 4 * (200_000 + 200_000),
         "cwnd grew to {}",

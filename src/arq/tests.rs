@@ -4,7 +4,8 @@
     clippy::unwrap_used,
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::panic
+    clippy::panic,
+    clippy::expect_used
 )]
 
 use super::wire::{self, AckBlock, Datagram};
@@ -292,4 +293,64 @@ fn datagrams_never_exceed_max_datagram() {
         }
         assert!(a.is_idle() && b.is_idle(), "max {max}");
     }
+}
+
+/// The receiver's window stops the sender; reading reopens it; when that window update is
+/// lost, the blocked sender's PING (PTO) fetches it, so the transfer still finishes.
+#[test]
+fn lost_window_update_is_recovered_by_a_ping() {
+    let cfg = ArqConfig {
+        receive_window: MIN_RECEIVE_WINDOW,
+        max_frame: 1000,
+        ..ArqConfig::default()
+    };
+    let mut a = ArqConnection::new(cfg, 0);
+    let mut b = ArqConnection::new(cfg, 0);
+    let frame = [0x5au8; 1000];
+    for _ in 0..100 {
+        a.write_frame(&frame).unwrap();
+    }
+    // Deliver everything, but b's application does not read: a stops at the window.
+    let mut now = 0u64;
+    for _ in 0..200 {
+        while let Some(d) = a.poll_transmit(now) {
+            b.handle_datagram(now, &d).unwrap();
+        }
+        while let Some(d) = b.poll_transmit(now) {
+            a.handle_datagram(now, &d).unwrap();
+        }
+        now += 1_000;
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+    }
+    assert_eq!(b.receive_buffered_bytes(), MIN_RECEIVE_WINDOW);
+    assert!(a.buffered_bytes() > 80_000, "a is blocked by the window");
+    assert!(a.poll_transmit(now).is_none());
+    // b reads everything: a window update is owed at once...
+    let mut read = 0;
+    while let Some(f) = b.poll_frame() {
+        assert_eq!(f.unwrap().len(), 1000);
+        read += 1;
+    }
+    assert_eq!(read, 16);
+    assert_eq!(b.poll_timeout(), Some(now));
+    // ... and is lost.
+    let update = b.poll_transmit(now).unwrap();
+    assert!(wire::parse(&update).unwrap().ack.is_some());
+    assert!(b.poll_transmit(now).is_none());
+    // a's PTO sends a PING; b's ACK of it carries the window again.
+    let t = a
+        .poll_timeout()
+        .expect("blocked sender keeps a probe timer");
+    a.handle_timeout(t);
+    let ping = a.poll_transmit(t).unwrap();
+    let parsed = wire::parse(&ping).unwrap();
+    assert!(parsed.ping && parsed.stream.is_none());
+    b.handle_datagram(t, &ping).unwrap();
+    let t2 = b.poll_timeout().unwrap();
+    b.handle_timeout(t2);
+    let ack = b.poll_transmit(t2).unwrap();
+    a.handle_datagram(t2, &ack).unwrap();
+    let more = a.poll_transmit(t2).expect("window reopened");
+    assert!(wire::parse(&more).unwrap().stream.is_some());
 }
