@@ -94,6 +94,8 @@ fn default_dir(name: &str) -> PathBuf {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is announced: a SIGINT/SIGTERM from then on is a polite shutdown.
+    let stop = crate::stop::requested();
     let turn = turn_config(&args)?;
     let www = args.www.unwrap_or_else(|| default_dir("www"));
     let pkg = args.pkg.unwrap_or_else(|| default_dir("pkg"));
@@ -129,7 +131,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         advertise(&bridge)
     };
-    let signal = crate::stop::requested().await;
+    let signal = stop.await;
     tracing::info!("{signal}: shutting down");
     if let Some((discovery, advertisement)) = mdns {
         advertisement.close().await;

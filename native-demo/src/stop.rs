@@ -33,42 +33,51 @@ impl fmt::Display for StopSignal {
     }
 }
 
-/// Resolves at the first SIGINT or SIGTERM after the call. Create it once per command and
-/// poll it by reference (`tokio::pin!`): a signal arriving while no such future exists is
-/// caught (the handler stays installed) but seen by nobody. A signal that cannot be listened
-/// for is logged, and only the other one stops the command.
-pub async fn requested() -> StopSignal {
-    let interrupt = async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => StopSignal::Interrupt,
-            Err(e) => {
-                tracing::warn!("cannot listen for Ctrl-C ({e}); only SIGTERM stops this command");
-                std::future::pending().await
+/// Resolves at the first SIGINT or SIGTERM after the call. The handlers are installed by the
+/// call itself, not when the future is first polled, so a command that calls this before it
+/// announces itself (prints its URL, joins a room) never dies of an early signal's default
+/// action. Create it once per command and poll it by reference (`tokio::pin!`). A signal that
+/// cannot be listened for is logged, and only the other one stops the command.
+#[cfg(unix)]
+pub fn requested() -> impl std::future::Future<Output = StopSignal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &'static str, stop: StopSignal| {
+        let registered = signal(kind);
+        async move {
+            match registered {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                    stop
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot listen for {name} ({e}); only the other signal stops this command"
+                    );
+                    std::future::pending().await
+                }
             }
         }
     };
-    tokio::select! {
-        signal = interrupt => signal,
-        signal = terminate() => signal,
-    }
-}
-
-#[cfg(unix)]
-async fn terminate() -> StopSignal {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            term.recv().await;
-            StopSignal::Terminate
-        }
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops this command");
-            std::future::pending().await
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT", StopSignal::Interrupt);
+    let terminate = listen(SignalKind::terminate(), "SIGTERM", StopSignal::Terminate);
+    async move {
+        tokio::select! {
+            signal = interrupt => signal,
+            signal = terminate => signal,
         }
     }
 }
 
+/// Resolves at the first Ctrl-C after the first poll.
 #[cfg(not(unix))]
-async fn terminate() -> StopSignal {
-    std::future::pending().await
+pub fn requested() -> impl std::future::Future<Output = StopSignal> {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => StopSignal::Interrupt,
+            Err(e) => {
+                tracing::warn!("cannot listen for Ctrl-C ({e})");
+                std::future::pending().await
+            }
+        }
+    }
 }
