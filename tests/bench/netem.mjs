@@ -55,7 +55,9 @@ export function describe(c) {
   const gap = Number.isFinite(c.longest_gap_ms) ? `gap ${c.longest_gap_ms.toFixed(0)} ms` : "gap ?";
   const mb = Number.isFinite(c.bytes) ? (c.bytes / 1e6).toFixed(1) : "?";
   if (c.error) return `failed after ${mb} MB in ${Number(c.seconds).toFixed(1)} s (${c.error})`;
-  if (c.finished) return `${(c.bytes / 1e6 / Math.max(c.seconds, 1e-9)).toFixed(1)} MB/s, ${gap}`;
+  // Two decimals below 10 MB/s: the stalled stacks move 0.1-1 MB/s.
+  const mbps = c.bytes / 1e6 / Math.max(c.seconds, 1e-9);
+  if (c.finished) return `${mbps.toFixed(mbps < 10 ? 2 : 1)} MB/s, ${gap}`;
   return `DNF (${mb} MB in ${c.cap_s.toFixed(0)} s), ${gap}`;
 }
 

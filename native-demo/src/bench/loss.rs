@@ -152,7 +152,9 @@ pub fn describe(cell: &LossCell) -> String {
         )
     } else if cell.finished {
         let mbps = cell.bytes as f64 / 1e6 / cell.seconds.max(1e-9);
-        format!("{mbps:.1} MB/s, {gap}")
+        // Two decimals below 10 MB/s: the stalled stacks move 0.1-1 MB/s.
+        let decimals = if mbps < 10.0 { 2 } else { 1 };
+        format!("{mbps:.decimals$} MB/s, {gap}")
     } else {
         format!(
             "DNF ({:.1} MB in {:.0} s), {gap}",
