@@ -36,6 +36,15 @@
 //   tests/scripts/in-netns.sh node tests/bench/browser.bench.mjs \
 //     [--mib 64] [--opens 20] [--pair all|native-tab|chromium] [--json FILE]
 // MIAOU_BENCH_MIB and MIAOU_BENCH_JSON do the same as --mib and --json. JSON lines are appended.
+//
+// Loss matrix (docs/testing-under-loss.md): with `--loss 0,10,20,50` (per mille; `--loss-mib 16`,
+// `--loss-cap-s 60`) it runs that instead of the workloads: per pair, direction and level, a
+// fresh connection (a fresh bench-peer and tab for the mixed pair) opened and warmed up (8 MiB)
+// with no loss, then UDP
+// drop set in the namespace (tests/bench/netem.mjs), one transfer of 16 KiB messages stopped at
+// the cap. Timed by the receiver: the tab for native → tab; for tab → native and Chromium ↔
+// Chromium, the receiving end answers `sunk|dnf BYTES GAP_MS ELAPSED_MS` itself, at the end or
+// at the cap (bench-peer's `sink N CAP_MS`).
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -43,6 +52,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { MESSAGE_BYTES, appendCells, describe, load1, lossCell, lossOptions, record, setLoss, targetBytes } from "./netem.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 // Release binary by default (figures from a debug build mean nothing); set before the harness
@@ -101,6 +111,45 @@ function benchLib() {
           onBinary = null;
           return { bytes, seconds: (performance.now() - started) / 1000 };
         },
+        /** Loss matrix, other end sends: `count` messages of `size` bytes, stopped at `capMs`.
+         *  Timed here, from the command to the last message (or the cap). */
+        async cappedStream(count, size, capMs) {
+          let left = count;
+          let bytes = 0;
+          let gap = 0;
+          const started = performance.now();
+          let last = started;
+          const all = new Promise((resolve) => {
+            onBinary = (d) => {
+              const now = performance.now();
+              gap = Math.max(gap, now - last);
+              last = now;
+              bytes += d.byteLength;
+              if (--left === 0) resolve(true);
+            };
+          });
+          const cap = new Promise((resolve) => setTimeout(() => resolve(false), capMs));
+          await ch.send(`stream ${count} ${size}`);
+          const finished = await Promise.race([all, cap]);
+          onBinary = null;
+          if (finished) return { bytes, seconds: (last - started) / 1000, finished, gapMs: gap };
+          return { bytes, seconds: capMs / 1000, finished, gapMs: Math.max(gap, performance.now() - last) };
+        },
+        /** Loss matrix, we send: the other end counts and answers `sunk|dnf BYTES GAP_MS
+         *  ELAPSED_MS` by itself, at the end or at `capMs` (its clock). */
+        async cappedSink(count, size, capMs) {
+          const payload = new Uint8Array(size).fill(0x5a);
+          let answered = null;
+          const answer = nextText().then((text) => { answered = text; return text; });
+          await ch.send(`sink ${count} ${capMs}`);
+          // Not awaited: under a stall a send can wait for room until the connection goes.
+          (async () => { for (let i = 0; i < count && answered === null; i++) await ch.send(payload); })().catch(() => {});
+          // The answer crosses the lossy link too: some grace past the cap.
+          const text = await Promise.race([answer, new Promise((resolve) => setTimeout(() => resolve(null), capMs + 30_000))]);
+          if (!text) return { bytes: NaN, seconds: capMs / 1000, finished: false, gapMs: NaN, error: "no answer from the receiver" };
+          const [verb, bytes, gapMs, elapsedMs] = text.split(" ");
+          return { bytes: Number(bytes), seconds: Number(elapsedMs) / 1000, finished: verb === "sunk", gapMs: Number(gapMs) };
+        },
         /** 32-byte round trips through the other end's echo; samples in µs after `warmup`. */
         async rtt(warmup, rounds) {
           const payload = new Uint8Array(32).fill(0x20);
@@ -117,18 +166,41 @@ function benchLib() {
         },
       };
     },
-    /** The other end, for the Chromium pair: bench-peer's `sink` and echo, in JavaScript. */
+    /** The other end, for the Chromium pair: bench-peer's `sink [CAP_MS]` (answering `sunk|dnf
+     *  BYTES GAP_MS ELAPSED_MS`) and echo, in JavaScript. */
     respond(ch) {
-      let left = 0;
-      let bytes = 0;
+      let sink = null;
+      let discard = false; // after a dnf, the rest of that transfer is not echoed back
+      const answer = (verb, s, end) =>
+        `${verb} ${s.bytes} ${Math.max(s.gap, end - s.last).toFixed(1)} ${(end - s.started).toFixed(1)}`;
       ch.onmessage((data) => {
         if (typeof data === "string") {
-          const [command, n] = data.split(" ");
-          if (command === "sink") { left = Number(n); bytes = 0; }
-        } else if (left > 0) {
-          bytes += data.byteLength;
-          if (--left === 0) ch.send(`sunk ${bytes}`);
-        } else {
+          const [command, n, cap] = data.split(" ");
+          if (command === "sink") {
+            const now = performance.now();
+            const s = { left: Number(n), bytes: 0, started: now, last: now, gap: 0 };
+            sink = s;
+            discard = false;
+            if (cap) {
+              s.timer = setTimeout(() => {
+                if (sink !== s) return;
+                sink = null;
+                discard = true;
+                ch.send(answer("dnf", s, s.started + Number(cap)));
+              }, Number(cap));
+            }
+          }
+        } else if (sink) {
+          const now = performance.now();
+          sink.gap = Math.max(sink.gap, now - sink.last);
+          sink.last = now;
+          sink.bytes += data.byteLength;
+          if (--sink.left === 0) {
+            clearTimeout(sink.timer);
+            ch.send(answer("sunk", sink, now));
+            sink = null;
+          }
+        } else if (!discard) {
           ch.send(data);
         }
       });
@@ -461,6 +533,117 @@ function markdown(figures) {
     return `| ${metric} | ${unit} | ${cells.join(" | ")} |`;
   });
   return [`| metric | unit | ${pairs.join(" | ")} |`, `|---|---|${"---:|".repeat(pairs.length)}`, ...rows].join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss matrix.
+
+const LOSS = lossOptions();
+const TAB_PAIR = "miaou native ↔ Chromium tab";
+const BACK_PAIR = "miaou Chromium tab → native";
+const CHROMIUM_PAIR = "Chromium ↔ Chromium";
+
+/** One cell: `open()` connects (no loss yet) and returns the page to drive; then the loss is
+ *  set, `method` runs in that page, and the loss is removed whatever happens. */
+async function lossCellRun(cells, pair, permille, open, method, cleanup) {
+  setLoss(0);
+  const load = load1();
+  const target = targetBytes(LOSS.mib, permille);
+  const capMs = LOSS.capS * 1000;
+  const base = { pair, permille, target, capS: LOSS.capS, load };
+  try {
+    const page = await within(open(), `${pair}: connect`, 60_000);
+    // Untimed warm-up with no loss, 8 MiB the same way (as in workloads()): the first bulk
+    // transfer on a fresh Chromium connection stalls for seconds, which is not loss.
+    const warm = method === "cappedStream" ? "stream" : "sink";
+    await within(page.evaluate(([w]) => window.driver[w](512, 16384), [warm]), `${pair}: warm-up`, 120_000);
+    setLoss(permille);
+    const r = await within(
+      page.evaluate(([m, c, s, cap]) => window.driver[m](c, s, cap), [method, Math.ceil(target / MESSAGE_BYTES), MESSAGE_BYTES, capMs]),
+      `${pair} at ${permille} per mille`, capMs + 90_000);
+    record(cells, lossCell(base, r));
+  } catch (e) {
+    record(cells, lossCell(base, { bytes: NaN, seconds: NaN, finished: false, gapMs: NaN, error: e.message.split("\n")[0] }));
+  } finally {
+    setLoss(0);
+    await cleanup();
+  }
+}
+
+/** miaou native ↔ Chromium tab, both directions: a fresh bench-peer and tab per cell. */
+async function nativeTabLoss(cells, bridge, pages) {
+  const browser = await launchChromium();
+  try {
+    for (const [pair, method] of [[TAB_PAIR, "cappedStream"], [BACK_PAIR, "cappedSink"]]) {
+      for (const permille of LOSS.levels) {
+        const room = `loss-${method}-${permille}`;
+        let peer = null;
+        let page = null;
+        const open = async () => {
+          peer = await startBenchPeer(bridge.ws, room);
+          page = await benchPage(browser, pages.http, [benchLib]);
+          await page.evaluate(async ([signal, r]) => {
+            const { default: init, Transport } = await import("miaou-transport");
+            await init();
+            const t = await Transport.connect({ signal, room: r });
+            const peerId = await new Promise((resolve) => t.onPeer((e) => e.type === "connected" && resolve(e.peerId)));
+            window.driver = window.benchLib.driver({
+              send: (data) => t.send(peerId, data),
+              onmessage: (handler) => t.onMessage((_, data) => handler(data)),
+            });
+          }, [bridge.ws, room]);
+          return page;
+        };
+        // The peer may still be streaming into a stalled link: no graceful close, just end it.
+        const cleanup = async () => { await page?.close().catch(() => {}); peer?.proc.kill("SIGKILL"); };
+        await lossCellRun(cells, pair, permille, open, method, cleanup);
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Chromium ↔ Chromium: two tabs, a fresh connection per cell (the previous one closed). */
+async function chromiumLoss(cells, pages) {
+  const browser = await launchChromium();
+  try {
+    const a = await benchPage(browser, pages.http, [benchLib, rawPeerPage]);
+    const b = await benchPage(browser, pages.http, [benchLib, rawPeerPage]);
+    const relay = (to) => (m) => { to.evaluate((msg) => window.rawPeer.signalIn(msg), m).catch(() => {}); };
+    await a.exposeFunction("signalOut", relay(b));
+    await b.exposeFunction("signalOut", relay(a));
+    let gen = 0;
+    for (const permille of LOSS.levels) {
+      const open = async () => {
+        gen += 1;
+        await Promise.all([b.evaluate((g) => window.rawPeer.answer(g), gen), a.evaluate((g) => window.rawPeer.offer(g), gen)]);
+        await b.evaluate(() => window.benchLib.respond(window.channel));
+        await a.evaluate(() => { window.driver = window.benchLib.driver(window.channel); });
+        return a;
+      };
+      await lossCellRun(cells, CHROMIUM_PAIR, permille, open, "cappedSink", async () => {});
+    }
+  } finally {
+    await browser.close();
+  }
+}
+
+if (LOSS.levels.length) {
+  const cells = [];
+  const bridge = await startBridge();
+  const pages = await startPageServer();
+  try {
+    if (WHICH === "all" || WHICH === "native-tab") await nativeTabLoss(cells, bridge, pages);
+    if (WHICH === "all" || WHICH === "chromium") await chromiumLoss(cells, pages);
+  } finally {
+    setLoss(0);
+    bridge.stop();
+    pages.close();
+  }
+  for (const c of cells) console.log(`| ${c.pair} | ${(c.loss_permille / 10).toFixed(1)} % | ${describe(c)} | ${c.load1} |`);
+  appendCells(JSON_OUT, cells);
+  process.exit(0);
 }
 
 const figures = [];

@@ -3,8 +3,12 @@
 // throughput by message size, 64-byte message rate, 32-byte RTT, time to open, peak RSS, CPU
 // per GB. Prints a markdown table; `--json FILE` appends JSON lines. Run inside the namespace:
 //   tests/scripts/in-netns.sh node tests/bench/ndc.bench.mjs [--mib 64] [--opens 20] [--json F]
+// With `--loss 0,10,20,50` (per mille; `--loss-mib 16`, `--loss-cap-s 60`) it runs the loss
+// matrix instead (docs/testing-under-loss.md): per level a fresh connection opened with no loss,
+// then UDP drop set (tests/bench/netem.mjs), one capped 16 KiB-message transfer a → b.
 import nodeDataChannel from "node-datachannel";
 import fs from "node:fs";
+import { MESSAGE_BYTES, appendCells, load1, lossCell, lossOptions, record, setLoss, targetBytes } from "./netem.mjs";
 
 const { PeerConnection } = nodeDataChannel;
 const arg = (name, fallback) => {
@@ -109,6 +113,56 @@ async function rtt(link, warmup, rounds) {
   samples.sort((x, y) => x - y);
   const at = (q) => samples[Math.round((samples.length - 1) * q)];
   return { median: at(0.5), p99: at(0.99) };
+}
+
+/** `total` bytes a → b in 16 KiB messages, stopped at `capMs`: bytes received, seconds (first
+ *  send to last receive, or the cap), whether it finished, the longest receive gap (ms). */
+async function cappedTransfer(link, total, capMs) {
+  const count = Math.ceil(total / MESSAGE_BYTES);
+  const payload = Buffer.alloc(MESSAGE_BYTES, 0x5a);
+  const started = performance.now();
+  let bytes = 0;
+  let received = 0;
+  let last = started;
+  let gap = 0;
+  let stop = false;
+  const receiver = (async () => {
+    while (received < count && !stop) {
+      const m = await link.b.recv();
+      const now = performance.now();
+      gap = Math.max(gap, now - last);
+      last = now;
+      bytes += m.length;
+      received += 1;
+    }
+  })();
+  const sender = (async () => { for (let i = 0; i < count && !stop; i++) await link.a.send(payload); })();
+  let timer;
+  const cap = new Promise((resolve) => { timer = setTimeout(() => resolve("cap"), capMs); });
+  const outcome = await Promise.race([Promise.all([sender, receiver]).then(() => "done"), cap]);
+  clearTimeout(timer);
+  stop = true;
+  if (outcome === "done") return { bytes, seconds: (last - started) / 1000, finished: true, gapMs: gap };
+  // Still silent at the cap: that silence counts as a gap too.
+  return { bytes, seconds: capMs / 1000, finished: false, gapMs: Math.max(gap, performance.now() - last) };
+}
+
+const LOSS = lossOptions();
+if (LOSS.levels.length) {
+  const cells = [];
+  for (const permille of LOSS.levels) {
+    setLoss(0);
+    const load = load1();
+    const { link } = await connect(`loss-${permille}`);
+    const target = targetBytes(LOSS.mib, permille);
+    setLoss(permille);
+    const r = await cappedTransfer(link, target, LOSS.capS * 1000);
+    setLoss(0);
+    link.close();
+    record(cells, lossCell({ pair: PAIR, permille, target, capS: LOSS.capS, load }, r));
+  }
+  appendCells(JSON_OUT, cells);
+  process.exit(0);
 }
 
 const figures = [];

@@ -4,6 +4,7 @@
 //! so peak RSS and CPU time belong to that pair alone.
 
 pub mod bridge_scale;
+mod loss;
 mod miaou;
 pub mod peer;
 mod raw;
@@ -41,9 +42,25 @@ pub struct BenchArgs {
     /// Also append one JSON object per figure to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run the loss matrix instead of the workloads: UDP drop levels, per mille, comma-separated
+    /// (e.g. 0,10,20,50). Needs a private network namespace (tests/scripts/in-netns.sh).
+    #[arg(long, value_delimiter = ',')]
+    loss: Vec<u32>,
+    /// Loss matrix: MiB per transfer below 5 % loss (half from 5 % up).
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    loss_mib: usize,
+    /// Loss matrix: a transfer not finished after this many seconds is reported as DNF.
+    #[arg(long, default_value_t = 60)]
+    loss_cap_s: u64,
+    /// Loss matrix: the loss harness script.
+    #[arg(long, default_value = "tests/scripts/netem.sh")]
+    netem: PathBuf,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if !args.loss.is_empty() {
+        return loss_matrix(args).await;
+    }
     let total = args.mib * 1024 * 1024;
     let figures = match args.pair {
         Pair::Miaou => {
@@ -87,6 +104,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .open(&path)?;
         for figure in &figures {
             writeln!(file, "{}", serde_json::to_string(figure)?)?;
+        }
+    }
+    Ok(())
+}
+
+async fn loss_matrix(args: BenchArgs) -> anyhow::Result<()> {
+    let cap = Duration::from_secs(args.loss_cap_s);
+    let (levels, netem, mib) = (&args.loss, &args.netem, args.loss_mib);
+    let cells = match args.pair {
+        Pair::Miaou => {
+            let bridge = miaou::start_bridge().await?;
+            let connect = async |permille: u32| {
+                let room = format!("loss-{permille}");
+                anyhow::Ok(
+                    miaou::MiaouLink::connect(&bridge, &room, args.max_frame_size)
+                        .await?
+                        .0,
+                )
+            };
+            let pair = "miaou native ↔ miaou native";
+            loss::matrix(
+                pair,
+                levels,
+                netem,
+                mib,
+                cap,
+                connect,
+                miaou::MiaouLink::close,
+            )
+            .await?
+        }
+        Pair::Raw => {
+            let connect = async |_: u32| anyhow::Ok(raw::RawLink::connect().await?.0);
+            let pair = "raw webrtc-rs ↔ raw webrtc-rs";
+            loss::matrix(pair, levels, netem, mib, cap, connect, raw::RawLink::close).await?
+        }
+    };
+    if let Some(path) = &args.json {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        for cell in &cells {
+            writeln!(file, "{}", serde_json::to_string(cell)?)?;
         }
     }
     Ok(())
