@@ -28,6 +28,8 @@ const OPEN_BOUND: Duration = Duration::from_secs(20);
 struct Opened {
     /// From the offerer's `connect` to `PeerConnected` on both sides, ms.
     ms: f64,
+    /// From the offerer's `connect` to `PeerConnected` at the answerer and at the offerer.
+    sides: (Duration, Duration),
     /// Attempts the offerer dropped before the one that opened: when, and why.
     drops: Vec<(Duration, String)>,
 }
@@ -42,13 +44,13 @@ fn config(bridge: &Bridge, room: &str) -> TransportConfigBuilder {
     }
 }
 
-/// Reads `t`'s events until `PeerConnected`; returns the `PeerDisconnected` reasons seen
-/// before it (one per dropped attempt), with the time each came.
-async fn until_connected(t: &Transport, start: Instant) -> Vec<(Duration, String)> {
+/// Reads `t`'s events until `PeerConnected`; returns when that came, and the
+/// `PeerDisconnected` reasons seen before it (one per dropped attempt) with their times.
+async fn until_connected(t: &Transport, start: Instant) -> (Duration, Vec<(Duration, String)>) {
     let mut dropped = Vec::new();
     loop {
         match t.next_event().await.expect("events open") {
-            Event::PeerConnected(_) => return dropped,
+            Event::PeerConnected(_) => return (start.elapsed(), dropped),
             Event::PeerDisconnected { reason, .. } => {
                 let reason = reason.map_or_else(|| "orderly close".into(), |e| e.to_string());
                 dropped.push((start.elapsed(), reason));
@@ -68,11 +70,12 @@ async fn open_once(bridge: &Bridge, room: &str) -> Opened {
         .await
         .unwrap();
     let both = async { tokio::join!(until_connected(&a, start), until_connected(&b, start)) };
-    let (_, offerer_drops) = timeout(OPEN_BOUND, both)
+    let ((answerer_at, _), (offerer_at, offerer_drops)) = timeout(OPEN_BOUND, both)
         .await
         .unwrap_or_else(|_| panic!("{room}: no open channel within {OPEN_BOUND:?}"));
     let opened = Opened {
         ms: start.elapsed().as_secs_f64() * 1e3,
+        sides: (answerer_at, offerer_at),
         drops: offerer_drops,
     };
     // Close errors (a FIN_ACK lost to the loss rule) do not matter here.
@@ -95,7 +98,10 @@ async fn opens_at(per_mille: u32, n: usize) -> Vec<Opened> {
     let retried = opened.iter().filter(|o| !o.drops.is_empty()).count();
     let retries: usize = opened.iter().map(|o| o.drops.len()).sum();
     for (i, o) in opened.iter().enumerate().filter(|(_, o)| o.ms > 1_000.0) {
-        println!("  open {i}: {:.0} ms, dropped attempts {:?}", o.ms, o.drops);
+        println!(
+            "  open {i}: {:.0} ms (answerer {:?}, offerer {:?}), dropped attempts {:?}",
+            o.ms, o.sides.0, o.sides.1, o.drops
+        );
     }
     println!(
         "open through the bridge at {:.1} % UDP loss: {n} of {n} opened; p50 {:.0} ms, p90 \
