@@ -264,11 +264,13 @@ pub struct TransportConfig {
     /// attempt `reconnect_attempts` allows always gets the full cap, so slow TURN-relayed paths
     /// still open. Why short: under packet loss webrtc-rs 0.17 can lose the last DTLS flight
     /// and never open, and a lost SCTP INIT costs 3 s
-    /// (docs/upstream/webrtc-dtls-last-flight.md); a lossless open takes tens of ms. Each
+    /// (docs/upstream/webrtc-dtls-last-flight.md), while a lossless open through the bridge
+    /// takes ~10 ms (BENCHMARKS.md, "Opening under packet loss"). Each
     /// timeout counts as one of `reconnect_attempts` and is reported as `PeerDisconnected`
     /// with the reason. Relay-only attempts still gathering are given the full cap before their
     /// TURN server is blamed ([`crate::Error::Turn`]). The answerer drops an attempt that never
-    /// opened after the cap plus this value.
+    /// opened after its own cap plus 2 s, by which time the offerer has re-offered or given up
+    /// — unless the offerer was configured with a deadline longer than that.
     pub open_timeout_ms: u64,
     /// Native only: time without ICE traffic before the connection is "disconnected", ms
     /// (default 5 000). Browsers use their own timers.

@@ -295,10 +295,10 @@ impl Driver {
         let sdp = self.rtc(peer)?.create_offer().await?;
         // An attempt that never opens (the answer, every ICE check or the last DTLS flight
         // lost) counts as failed; its deadline grows with the retries.
-        let mut deadline_ms = self.config.open_deadline_ms(0);
+        let retries = self.peers.get(peer).map_or(0, |s| s.attempts);
+        let deadline_ms = self.config.open_deadline_ms(retries);
         if let Some(state) = self.peers.get_mut(peer) {
             state.awaiting_answer = true;
-            deadline_ms = self.config.open_deadline_ms(state.attempts);
             state.open_deadline_ms = deadline_ms;
         }
         self.after(deadline_ms, peer.clone(), generation, Timer::OpenDeadline);
