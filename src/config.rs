@@ -188,6 +188,16 @@ pub const DEFAULT_RECONNECT_ATTEMPTS: u32 = 6;
 /// Default first reconnection delay, ms (doubled per attempt, at most 8 s).
 pub const DEFAULT_RECONNECT_BACKOFF_MS: u64 = 250;
 
+/// Default open deadline of a first connection attempt, ms (see
+/// [`TransportConfig::open_timeout_ms`]).
+pub const DEFAULT_OPEN_TIMEOUT_MS: u64 = 2_500;
+
+/// The open deadline grows per retry up to this, ms (or up to `open_timeout_ms` when that is
+/// larger): the 15 s every attempt had before the deadline was configurable, which slow
+/// TURN-relayed paths and a TURN server that never answers are measured against
+/// (docs/turn.md).
+pub const OPEN_TIMEOUT_CAP_MS: u64 = 15_000;
+
 /// Default time without ICE traffic before a native connection counts as disconnected, ms.
 pub const DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS: u64 = 5_000;
 
@@ -259,6 +269,21 @@ pub struct TransportConfig {
     pub reconnect_attempts: u32,
     /// First reconnection delay, ms (default 250), doubled per attempt up to 8 s.
     pub reconnect_backoff_ms: u64,
+    /// Open deadline of a connection attempt, ms (default 2 500): the offerer drops an attempt
+    /// whose data channel is not open by then and retries at once with a fresh peer connection
+    /// (new ICE agent, new DTLS handshake). The deadline doubles per retry up to
+    /// [`OPEN_TIMEOUT_CAP_MS`] (15 s) — or stays at this value if it is larger — and the last
+    /// attempt `reconnect_attempts` allows always gets the full cap, so slow TURN-relayed paths
+    /// still open. Why short: under packet loss webrtc-rs 0.17 can lose the last DTLS flight
+    /// and never open, and a lost SCTP INIT costs 3 s
+    /// (docs/upstream/webrtc-dtls-last-flight.md), while a lossless open through the bridge
+    /// takes ~10 ms (BENCHMARKS.md, "Opening under packet loss"). Each
+    /// timeout counts as one of `reconnect_attempts` and is reported as `PeerDisconnected`
+    /// with the reason. Relay-only attempts still gathering are given the full cap before their
+    /// TURN server is blamed ([`crate::Error::Turn`]). The answerer drops an attempt that never
+    /// opened after its own cap plus 2 s, by which time the offerer has re-offered or given up
+    /// — unless the offerer was configured with a deadline longer than that.
+    pub open_timeout_ms: u64,
     /// Native only: time without ICE traffic before the connection is "disconnected", ms
     /// (default 5 000). Browsers use their own timers.
     pub ice_disconnected_timeout_ms: u64,
@@ -307,6 +332,7 @@ impl TransportConfig {
                 connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
                 reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
                 reconnect_backoff_ms: DEFAULT_RECONNECT_BACKOFF_MS,
+                open_timeout_ms: DEFAULT_OPEN_TIMEOUT_MS,
                 ice_disconnected_timeout_ms: DEFAULT_ICE_DISCONNECTED_TIMEOUT_MS,
                 ice_failed_timeout_ms: DEFAULT_ICE_FAILED_TIMEOUT_MS,
                 close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
@@ -344,6 +370,8 @@ impl TransportConfig {
             ("receive_queue_bytes", self.receive_queue_bytes),
             ("receive_queue_frames", self.receive_queue_frames),
             ("send_queue_messages", self.send_queue_messages),
+            // 0 ms would drop every attempt before it could open.
+            ("open_timeout_ms", usize::from(self.open_timeout_ms != 0)),
             // 0 ms would declare every ICE check failed at once: connections never open.
             // (Compared as 0 / not 0: `as usize` would wrap on wasm32 for huge values.)
             (
@@ -416,6 +444,25 @@ impl TransportConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The open deadline of the attempt made after `retries` reconnection attempts since the
+    /// channel was last open (0 for the first), ms: `open_timeout_ms` doubled per retry up to
+    /// [`Self::open_deadline_cap_ms`]; the last attempt `reconnect_attempts` allows gets the
+    /// cap, so giving up never happens on a short deadline.
+    pub(crate) fn open_deadline_ms(&self, retries: u32) -> u64 {
+        let cap = self.open_deadline_cap_ms();
+        if retries >= self.reconnect_attempts {
+            return cap;
+        }
+        self.open_timeout_ms
+            .saturating_mul(1u64 << retries.min(32))
+            .min(cap)
+    }
+
+    /// The longest open deadline, ms: [`OPEN_TIMEOUT_CAP_MS`], or `open_timeout_ms` if larger.
+    pub(crate) fn open_deadline_cap_ms(&self) -> u64 {
+        self.open_timeout_ms.max(OPEN_TIMEOUT_CAP_MS)
     }
 
     /// Settings of a `kind` link to a peer whose SDP advertised `remote_max_message_size` bytes.
@@ -635,6 +682,13 @@ impl TransportConfigBuilder {
         self
     }
 
+    /// Open deadline of a first connection attempt, ms (default 2 500, at least 1), doubled
+    /// per retry up to 15 s; see [`TransportConfig::open_timeout_ms`] for why and how.
+    pub fn open_timeout_ms(mut self, ms: u64) -> Self {
+        self.config.open_timeout_ms = ms;
+        self
+    }
+
     /// Native only: ICE consent timers, ms — "disconnected" after `disconnected_ms` without
     /// traffic, failed (and reconnecting) after `failed_ms`.
     pub fn ice_timeouts_ms(mut self, disconnected_ms: u64, failed_ms: u64) -> Self {
@@ -676,6 +730,52 @@ mod tests {
         assert!(c.ice_servers.is_empty());
         assert_eq!(c.channel, ChannelKind::Reliable);
         assert_eq!(c.max_message_size, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn open_deadline_doubles_per_retry_up_to_the_cap_and_the_last_attempt_gets_the_cap() {
+        let c = TransportConfig::builder("ws://h/ws", "r").build().unwrap();
+        assert_eq!(c.open_timeout_ms, DEFAULT_OPEN_TIMEOUT_MS);
+        let schedule: Vec<u64> = (0..=7).map(|r| c.open_deadline_ms(r)).collect();
+        assert_eq!(
+            schedule,
+            [2_500, 5_000, 10_000, 15_000, 15_000, 15_000, 15_000, 15_000]
+        );
+        // No retries allowed: the only attempt waits the full cap, as before.
+        let once = TransportConfig::builder("ws://h/ws", "r")
+            .reconnect(0, 0)
+            .build()
+            .unwrap();
+        assert_eq!(once.open_deadline_ms(0), OPEN_TIMEOUT_CAP_MS);
+        // Two retries: 1 s, 2 s, then the last attempt gets the cap.
+        let short = TransportConfig::builder("ws://h/ws", "r")
+            .reconnect(2, 100)
+            .open_timeout_ms(1_000)
+            .build()
+            .unwrap();
+        let schedule: Vec<u64> = (0..=2).map(|r| short.open_deadline_ms(r)).collect();
+        assert_eq!(schedule, [1_000, 2_000, 15_000]);
+        // A deadline above the cap is kept as it is; huge values do not overflow.
+        let long = TransportConfig::builder("ws://h/ws", "r")
+            .open_timeout_ms(u64::MAX / 2)
+            .build()
+            .unwrap();
+        assert_eq!(long.open_deadline_ms(0), u64::MAX / 2);
+        assert_eq!(long.open_deadline_ms(5), u64::MAX / 2);
+        assert_eq!(long.open_deadline_cap_ms(), u64::MAX / 2);
+    }
+
+    #[test]
+    fn zero_open_timeout_is_refused() {
+        let err = TransportConfig::builder("ws://h/ws", "r")
+            .open_timeout_ms(0)
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("open_timeout_ms must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ struct PeerState {
     /// The ARQ layer's channel of the current generation, once both sides announced the
     /// layer; taken by the link when the channel opens.
     arq: Option<ArqChannel>,
+    /// Open deadline of the current attempt, ms after it started (0 before the first).
+    open_deadline_ms: u64,
 }
 
 impl PeerState {
@@ -63,6 +65,7 @@ impl PeerState {
             failure_reported: false,
             attempts: 0,
             arq: None,
+            open_deadline_ms: 0,
         }
     }
 }
@@ -80,8 +83,18 @@ pub(crate) struct Driver {
     timer_rx: async_channel::Receiver<(Timer, PeerId, u64)>,
 }
 
-/// How long an offered connection may take to open before it counts as failed, ms.
-const OPEN_DEADLINE_MS: u64 = 15_000;
+/// Extra time the answerer gives an attempt beyond the offerer's longest open deadline, ms:
+/// the answerer only reaps attempts the offerer has given up on, never one it still waits for.
+const ANSWERER_OPEN_GRACE_MS: u64 = 2_000;
+
+/// How the offerer paces the retry after a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pace {
+    /// `reconnect_backoff_ms` doubled per attempt: the failure may repeat at once.
+    Backoff,
+    /// Now: the attempt used up its open deadline, which itself doubles per retry.
+    Now,
+}
 
 /// Timers the driver sets on a (peer, generation).
 #[derive(Clone, Copy, Debug)]
@@ -285,16 +298,15 @@ impl Driver {
         let (generation, rtc) = self.create_rtc(peer).await?;
         self.replace_rtc(peer, generation, rtc).await;
         let sdp = self.rtc(peer)?.create_offer().await?;
-        // An attempt that never opens (the answer or every ICE check lost) counts as failed.
+        // An attempt that never opens (the answer, every ICE check or the last DTLS flight
+        // lost) counts as failed; its deadline grows with the retries.
+        let retries = self.peers.get(peer).map_or(0, |s| s.attempts);
+        let deadline_ms = self.config.open_deadline_ms(retries);
         if let Some(state) = self.peers.get_mut(peer) {
             state.awaiting_answer = true;
+            state.open_deadline_ms = deadline_ms;
         }
-        self.after(
-            OPEN_DEADLINE_MS,
-            peer.clone(),
-            generation,
-            Timer::OpenDeadline,
-        );
+        self.after(deadline_ms, peer.clone(), generation, Timer::OpenDeadline);
         let signal = Signal::Description {
             sdp_type: SdpType::Offer,
             sdp,
@@ -409,10 +421,19 @@ impl Driver {
         };
         let confirmed = arq_channel.is_some();
         self.replace_rtc(&from, generation, rtc).await;
+        // The offerer retries an attempt that does not open with a new offer, which replaces
+        // this one; if none comes (the offerer gave up), drop it after the offerer's longest
+        // deadline rather than keep a dead peer connection.
+        let deadline_ms = self
+            .config
+            .open_deadline_cap_ms()
+            .saturating_add(ANSWERER_OPEN_GRACE_MS);
         if let Some(state) = self.peers.get_mut(&from) {
             state.remote_max_message_size = sdp::max_message_size(&sdp);
             state.arq = arq_channel;
+            state.open_deadline_ms = deadline_ms;
         }
+        self.after(deadline_ms, from.clone(), generation, Timer::OpenDeadline);
         let signal = Signal::Description {
             sdp_type: SdpType::Answer,
             sdp: answer,
@@ -531,7 +552,7 @@ impl Driver {
                     });
                 }
                 if new_failure {
-                    self.schedule_retry(peer, generation);
+                    self.schedule_retry(peer, generation, Pace::Backoff);
                 }
             }
             RtcEvent::GatheringDone {
@@ -561,6 +582,11 @@ impl Driver {
     /// Drops the attempt `conn` (still the current one) as failed with `error`: reported once
     /// as the reason of `PeerDisconnected`, then retried like any failure.
     async fn abandon(&mut self, conn: ConnId, error: Error) {
+        self.abandon_paced(conn, error, Pace::Backoff).await
+    }
+
+    /// [`Self::abandon`], with the retry paced by `pace`.
+    async fn abandon_paced(&mut self, conn: ConnId, error: Error, pace: Pace) {
         let Some(state) = self.peers.get_mut(&conn.peer) else {
             return;
         };
@@ -574,25 +600,29 @@ impl Driver {
                 peer: conn.peer.clone(),
                 reason: Some(error),
             });
-            self.schedule_retry(conn.peer, conn.generation);
+            self.schedule_retry(conn.peer, conn.generation, pace);
         }
     }
 
     /// After a connection failure with a peer still in the room, the offerer of the pair tries
-    /// again with a fresh connection, backing off: `reconnect_backoff_ms` doubled per attempt
-    /// (at most 8 s), up to `reconnect_attempts` times. The answerer waits for the new offer.
-    fn schedule_retry(&mut self, peer: PeerId, generation: u64) {
+    /// again with a fresh connection, up to `reconnect_attempts` times: after a failure backing
+    /// off (`reconnect_backoff_ms` doubled per attempt, at most 8 s), after an open timeout at
+    /// once (the next deadline is twice as long). The answerer waits for the new offer.
+    fn schedule_retry(&mut self, peer: PeerId, generation: u64, pace: Pace) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
         if state.role != Role::Offerer || state.attempts >= self.config.reconnect_attempts {
             return;
         }
-        let delay_ms = self
-            .config
-            .reconnect_backoff_ms
-            .saturating_mul(1 << state.attempts.min(16))
-            .min(8_000);
+        let delay_ms = match pace {
+            Pace::Now => 0,
+            Pace::Backoff => self
+                .config
+                .reconnect_backoff_ms
+                .saturating_mul(1 << state.attempts.min(16))
+                .min(8_000),
+        };
         state.attempts += 1;
         tracing::info!(%peer, attempt = state.attempts, delay_ms, "reconnecting");
         self.after(delay_ms, peer, generation, Timer::Retry);
@@ -608,7 +638,7 @@ impl Driver {
     }
 
     /// The open deadline of an attempt passed: if it is still the current one and not open,
-    /// drop it and treat it as a failure.
+    /// drop it and treat it as a failure (on the offerer's side retried at once).
     async fn check_opened(&mut self, peer: PeerId, generation: u64) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
@@ -616,27 +646,35 @@ impl Driver {
         if state.generation != generation || state.connected {
             return;
         }
+        let deadline_ms = state.open_deadline_ms;
         // Relay-only and still no relay candidate: the TURN server is the reason (a browser
         // gives up on an unreachable one only after ~40 s, webrtc-rs after ~8 s).
         let gathered = Gathered {
             relay_candidates: state.rtc.as_ref().map_or(0, |rtc| rtc.relay_candidates()),
-            turn_errors: vec![format!("no relay candidate within {OPEN_DEADLINE_MS} ms")],
+            turn_errors: vec![format!("no relay candidate within {deadline_ms} ms")],
         };
         if let Some(error @ Error::Turn { fatal: true, .. }) =
             ice::turn_failure(&self.config, &peer, &gathered)
         {
+            let cap_ms = self.config.open_deadline_cap_ms();
+            if deadline_ms < cap_ms {
+                // A slow TURN allocation is still under way: starting over would restart it.
+                // Give it the full cap before blaming the server, as before retries grew.
+                state.open_deadline_ms = cap_ms;
+                self.after(cap_ms - deadline_ms, peer, generation, Timer::OpenDeadline);
+                return;
+            }
             tracing::warn!(%peer, "{error}");
             return self.abandon(ConnId { peer, generation }, error).await;
         }
-        if let Some(rtc) = state.rtc.take() {
-            close_in_background(rtc);
-        }
-        let reason = Some(format!("no open data channel after {OPEN_DEADLINE_MS} ms"));
-        let event = RtcEvent::Closed {
-            peer: ConnId { peer, generation },
+        tracing::info!(%peer, deadline_ms, "no open data channel in time; dropping the attempt");
+        let reason = format!("no open data channel after {deadline_ms} ms");
+        let error = Error::Rtc {
+            peer: peer.clone(),
             reason,
         };
-        self.on_rtc_event(event).await;
+        self.abandon_paced(ConnId { peer, generation }, error, Pace::Now)
+            .await;
     }
 
     async fn retry(&mut self, peer: PeerId, failed_generation: u64) {

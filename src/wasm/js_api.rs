@@ -56,6 +56,10 @@ export interface TransportOptions {
   connectTimeoutMs?: number;
   /** How long close waits for peers to acknowledge delivery, ms (default 10000). */
   closeTimeoutMs?: number;
+  /** Open deadline of a connection attempt, ms (default 2500): an attempt whose channel is
+   *  not open by then is made again with a fresh peer connection; doubled per retry up to
+   *  15000, and the last allowed retry always gets 15000. */
+  openTimeoutMs?: number;
 }
 /** One end of a selected ICE candidate pair (W3C RTCIceCandidateStats). */
 export interface CandidateInfo {
@@ -116,6 +120,7 @@ struct Options {
     max_frame_size: Option<usize>,
     connect_timeout_ms: Option<u64>,
     close_timeout_ms: Option<u64>,
+    open_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +185,9 @@ impl Options {
         if let Some(ms) = self.close_timeout_ms {
             builder = builder.close_timeout_ms(ms);
         }
+        if let Some(ms) = self.open_timeout_ms {
+            builder = builder.open_timeout_ms(ms);
+        }
         builder.build()
     }
 }
@@ -205,6 +213,7 @@ fn parse_options(options: JsValue) -> Result<Options, Error> {
         "maxFrameSize",
         "connectTimeoutMs",
         "closeTimeoutMs",
+        "openTimeoutMs",
     ];
     let keys = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>());
     for key in keys.iter().filter_map(|k| k.as_string()) {

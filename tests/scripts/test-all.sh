@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command (README; .ci/run calls it). On a fresh machine it first installs what is
-# missing — Chromium + ChromeDriver + coturn + nftables (apt-get), the wasm32 target, wasm-bindgen-cli at the
-# Cargo.lock version, npm dev dependencies — builds everything, then runs every suite inside a
-# private network namespace (tests/scripts/in-netns.sh): nothing leaves the machine. The static
-# checks (suite "lint": rustfmt, clippy and rustdoc on both targets) run before, outside it.
+# missing — Chromium + ChromeDriver + coturn + nftables (apt-get), the wasm32 target,
+# wasm-bindgen-cli at the Cargo.lock version, npm dev dependencies — builds everything, then runs
+# every suite inside a private network namespace (tests/scripts/in-netns.sh): nothing leaves the
+# machine. The static checks (suite "lint": rustfmt, clippy and rustdoc on both targets) run
+# before, outside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -25,7 +26,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v turnserver >/dev/null || need_apt+=(coturn) # TURN tests (docs/turn.md)
-command -v nft >/dev/null || need_apt+=(nftables) # the loss harness (docs/testing-under-loss.md)
+command -v nft >/dev/null || need_apt+=(nftables) # the loss harness (docs/testing-under-loss.md, tests/open_under_loss.rs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]} (apt-get)"
   sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)

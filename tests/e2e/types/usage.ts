@@ -20,6 +20,7 @@ export async function demo(): Promise<void> {
     maxFrameSize: 16 * 1024,
     connectTimeoutMs: 10_000,
     closeTimeoutMs: 10_000,
+    openTimeoutMs: 2_500,
   };
   const t: Transport = await Transport.connect(options);
   const me: string = t.peerId;
