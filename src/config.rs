@@ -229,7 +229,8 @@ pub struct TransportConfig {
     /// the kind it chose (so two differently configured peers still connect).
     pub channel: ChannelKind,
     /// Announce the ARQ layer (docs/frame.md, "ARQ layer") on reliable channels (default
-    /// true): towards a peer that announces it too, frames travel as datagrams on an
+    /// true natively, false in browsers: see docs/frame.md for the webrtc-sctp bug that keeps
+    /// it off there): towards a peer that announces it too, frames travel as datagrams on an
     /// unordered, `maxRetransmits: 0` channel with our own loss recovery and congestion
     /// control, because webrtc-rs's SCTP retransmission stalls ≥ 1 s per loss
     /// (docs/upstream/webrtc-sctp-loss.md). False, or a peer that does not announce it: v1
@@ -318,7 +319,7 @@ impl TransportConfig {
                 ice_transport_policy: IceTransportPolicy::All,
                 turn_credentials_from_bridge: false,
                 channel: ChannelKind::default(),
-                arq: true,
+                arq: crate::backend::ARQ_BY_DEFAULT,
                 arq_receive_window_bytes: crate::arq::DEFAULT_RECEIVE_WINDOW,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,

@@ -54,7 +54,7 @@ pub use transport::Transport;
 pub struct ReadmeDoctests;
 
 // The one seam: each backend module offers the same functions, types and rules
-// (`spawn`, `sleep_ms`, `sleep_us`, `now_ms`, `now_us`, `connect_signaling`, `RtcPeer`, `RtcChannel`,
+// (`spawn`, `sleep_ms`, `sleep_us`, `now_ms`, `now_us`, `connect_signaling`, `RtcPeer`, `RtcChannel`, `ARQ_BY_DEFAULT`,
 // `ICE_URL_SUPPORT`).
 cfg_if::cfg_if! {
     if #[cfg(target_arch = "wasm32")] {

@@ -15,6 +15,9 @@ use std::future::Future;
 /// `turn:` over UDP (`webrtc-ice` `gather_candidates_relay` skips TCP and TLS, with a log line)
 /// and sends STUN as plain UDP even to a `stuns:` server, so the others are refused when the
 /// configuration is built instead of failing silently at connection time.
+/// Whether a transport announces the ARQ layer unless told otherwise (`TransportConfig::arq`).
+pub(crate) const ARQ_BY_DEFAULT: bool = true;
+
 pub(crate) const ICE_URL_SUPPORT: crate::config::IceUrlSupport =
     crate::config::IceUrlSupport::UdpOnly {
         why: "the native backend (webrtc-rs 0.17) reaches STUN and TURN servers over plain UDP \

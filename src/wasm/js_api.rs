@@ -44,7 +44,8 @@ export interface TransportOptions {
   turnFromBridge?: boolean;
   /** "reliable" (ordered, default) or "unreliable" (unordered, maxRetransmits 0). */
   channel?: "reliable" | "unreliable";
-  /** Announce the ARQ layer on reliable channels (default true): towards a peer that announces
+  /** Announce the ARQ layer on reliable channels (default false in browsers for now: a native
+   *  peer's webrtc-sctp 0.17.2 can stall on a tab's unordered traffic, docs/frame.md): towards a peer that announces
    *  it too, frames go as datagrams on an unordered, maxRetransmits 0 channel with their own
    *  loss recovery and congestion control (docs/frame.md). false: v1 frames on SCTP. */
   arq?: boolean;

@@ -11,6 +11,14 @@ pub(crate) use signaling_socket::connect_signaling;
 
 use std::future::Future;
 
+/// Whether a transport announces the ARQ layer unless told otherwise (`TransportConfig::arq`,
+/// JS option `arq`): not in browsers yet. A native peer's webrtc-sctp 0.17.2 receiving a
+/// Chromium tab's unordered, `maxRetransmits: 0` traffic can let its cumulative TSN fall
+/// 65 535 TSNs behind and then overflows a u16 in `get_gap_ack_blocks` (a panic in debug
+/// builds, garbage SACKs in release), which stalls the association
+/// (docs/upstream/webrtc-sctp-loss.md). Pages can opt in with `arq: true`.
+pub(crate) const ARQ_BY_DEFAULT: bool = false;
+
 /// ICE server URLs this backend can use: all of them, the browser handles TLS and TCP.
 pub(crate) const ICE_URL_SUPPORT: crate::config::IceUrlSupport = crate::config::IceUrlSupport::All;
 

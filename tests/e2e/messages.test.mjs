@@ -57,7 +57,7 @@ test("300 KiB and 8 MiB single messages browser -> native -> browser", async () 
     // same parameters from the offer's DATA_CHANNEL_OPEN.
     assert.deepEqual(info, {
       label: "miaou-reliable", kind: "reliable", ordered: true, maxRetransmits: null,
-      maxPacketLifeTime: null, maxFrameSize: 16384, remoteMaxMessageSize: 65535, arq: true,
+      maxPacketLifeTime: null, maxFrameSize: 16384, remoteMaxMessageSize: 65535, arq: false,
     });
     assert.match(echo.stderr, /channel open .*kind=Reliable ordered=true max_retransmits=None/);
     assert.deepEqual(results, [
