@@ -202,7 +202,7 @@ fn parse_options(options: JsValue) -> Result<Options, Error> {
     }
     // serde's deny_unknown_fields does not apply through serde_wasm_bindgen: check by hand, so
     // a misspelt option (say `icetransportPolicy`) is an error, not a silent default.
-    const KNOWN: [&str; 11] = [
+    const KNOWN: [&str; 12] = [
         "signal",
         "room",
         "iceServers",
