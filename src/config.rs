@@ -466,6 +466,12 @@ impl TransportConfig {
         self.open_timeout_ms.max(OPEN_TIMEOUT_CAP_MS)
     }
 
+    /// Whether our offers announce the ARQ layer (and open its channel): only for a reliable
+    /// channel, when enabled.
+    pub(crate) fn announces_arq(&self) -> bool {
+        self.arq && self.channel == ChannelKind::Reliable
+    }
+
     /// Settings of a `kind` link to a peer whose SDP advertised `remote_max_message_size` bytes.
     pub(crate) fn link_settings(
         &self,

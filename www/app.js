@@ -564,6 +564,8 @@ async function main() {
   const options = { signal, room };
   if (params.get("turn") === "bridge") options.turnFromBridge = true;
   if (params.get("relay") === "1") options.iceTransportPolicy = "relay";
+  // ?arq=1 / ?arq=0: announce the ARQ layer or not (docs/frame.md); default: the library's.
+  if (params.has("arq")) options.arq = params.get("arq") === "1";
   const transport = await Transport.connect(options);
   // Exposed for the end-to-end tests and for poking at from the devtools console:
   // `received` holds chat lines [peerId, text]; `files` the verified received files (the last

@@ -7,7 +7,7 @@ use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
 use crate::sdp;
 use crate::session::ConnId;
 use crate::session::RtcEvent;
-use crate::session::{ArqChannel, ARQ_CHANNEL_ID, ARQ_CHANNEL_LABEL, ARQ_DATAGRAM_QUEUE};
+use crate::session::{ArqChannel, ARQ_CHANNEL_LABEL, ARQ_DATAGRAM_QUEUE};
 use crate::signaling::protocol::Signal;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +36,8 @@ pub(crate) struct RtcPeer {
     pc: Arc<RTCPeerConnection>,
     peer: ConnId,
     kind: ChannelKind,
+    /// Our offers announce the ARQ layer, so they also open its channel.
+    announce_arq: bool,
     /// Received frames buffered per channel (`receive_queue_frames`).
     frame_queue: usize,
     events: async_channel::Sender<RtcEvent>,
@@ -97,6 +99,7 @@ impl RtcPeer {
             pc: Arc::new(pc),
             peer,
             kind: config.channel,
+            announce_arq: config.announces_arq(),
             frame_queue: config.receive_queue_frames,
             events,
             relays: Arc::default(),
@@ -163,6 +166,8 @@ impl RtcPeer {
             Box::pin(async move {
                 if let Some(kind) = ChannelKind::from_label(dc.label()) {
                     wire_channel(dc, peer, kind, events, frame_queue).await;
+                } else if dc.label() == ARQ_CHANNEL_LABEL {
+                    wire_arq_channel(dc, peer, events).await;
                 } else {
                     tracing::warn!(%peer, label = dc.label(), "ignoring data channel with unknown label");
                 }
@@ -196,42 +201,29 @@ impl RtcPeer {
             self.frame_queue,
         )
         .await;
+        if self.announce_arq {
+            // In-band (DATA_CHANNEL_OPEN, RFC 8832), not negotiated: webrtc-data 0.17.2 applies
+            // `ordered` / `maxRetransmits` to the SCTP stream only in that handshake, so a
+            // negotiated channel would stay ordered and reliable. A peer that does not run the
+            // layer ignores the unknown label.
+            let init = RTCDataChannelInit {
+                ordered: Some(false),
+                max_retransmits: Some(0),
+                ..Default::default()
+            };
+            let dc = self
+                .pc
+                .create_data_channel(ARQ_CHANNEL_LABEL, Some(init))
+                .await
+                .map_err(|e| rtc_error(&self.peer, e))?;
+            wire_arq_channel(dc, self.peer.clone(), self.events.clone()).await;
+        }
         let offer = self
             .pc
             .create_offer(None)
             .await
             .map_err(|e| rtc_error(&self.peer, e))?;
         self.set_local(offer).await
-    }
-
-    /// Creates the ARQ layer's negotiated, unordered, `maxRetransmits: 0` data channel
-    /// ([`crate::session::ARQ_CHANNEL_ID`]). Datagrams that arrive while the queue is full are
-    /// dropped (the ARQ layer recovers them); sends before the channel opens fail the same way.
-    pub(crate) async fn create_arq_channel(&self) -> Result<ArqChannel> {
-        let init = RTCDataChannelInit {
-            ordered: Some(false),
-            max_retransmits: Some(0),
-            negotiated: Some(ARQ_CHANNEL_ID),
-            ..Default::default()
-        };
-        let dc = self
-            .pc
-            .create_data_channel(ARQ_CHANNEL_LABEL, Some(init))
-            .await
-            .map_err(|e| rtc_error(&self.peer, e))?;
-        let (datagrams_tx, datagrams) = async_channel::bounded::<Bytes>(ARQ_DATAGRAM_QUEUE);
-        let ended = datagrams_tx.clone();
-        dc.on_message(Box::new(move |message| {
-            // Never awaited: a full queue drops the datagram rather than stall SCTP reads.
-            let _ = datagrams_tx.try_send(message.data);
-            Box::pin(async {})
-        }));
-        dc.on_close(Box::new(move || {
-            ended.close();
-            Box::pin(async {})
-        }));
-        let channel = RtcChannel::new(dc).await;
-        Ok(ArqChannel { channel, datagrams })
     }
 
     /// Applies a remote offer and returns our answer's SDP.
@@ -356,6 +348,32 @@ async fn wire_channel(
                     frames: frames_rx,
                 })
                 .await;
+        })
+    }));
+}
+
+/// Hooks the ARQ layer's channel: datagrams into a bounded queue that drops when full (the
+/// layer recovers them; awaiting would stall SCTP's reads), its open as an event.
+async fn wire_arq_channel(
+    dc: Arc<RTCDataChannel>,
+    peer: ConnId,
+    events: async_channel::Sender<RtcEvent>,
+) {
+    let (datagrams_tx, datagrams) = async_channel::bounded::<Bytes>(ARQ_DATAGRAM_QUEUE);
+    let ended = datagrams_tx.clone();
+    dc.on_message(Box::new(move |message| {
+        let _ = datagrams_tx.try_send(message.data);
+        Box::pin(async {})
+    }));
+    dc.on_close(Box::new(move || {
+        ended.close();
+        Box::pin(async {})
+    }));
+    let channel = RtcChannel::new(Arc::clone(&dc)).await;
+    let arq = ArqChannel { channel, datagrams };
+    dc.on_open(Box::new(move || {
+        Box::pin(async move {
+            let _ = events.send(RtcEvent::ArqChannelOpen { peer, arq }).await;
         })
     }));
 }

@@ -49,8 +49,19 @@ struct PeerState {
     /// The ARQ layer's channel of the current generation, once both sides announced the
     /// layer; taken by the link when the channel opens.
     arq: Option<ArqChannel>,
+    /// Both sides announced the ARQ layer for the current generation.
+    arq_agreed: bool,
+    /// The main channel opened before the ARQ channel: the link starts when that one does.
+    pending_open: Option<PendingOpen>,
     /// Open deadline of the current attempt, ms after it started (0 before the first).
     open_deadline_ms: u64,
+}
+
+/// A main channel that opened before its link could start (see `PeerState::pending_open`).
+struct PendingOpen {
+    kind: ChannelKind,
+    channel: crate::backend::RtcChannel,
+    frames: async_channel::Receiver<bytes::Bytes>,
 }
 
 impl PeerState {
@@ -65,6 +76,8 @@ impl PeerState {
             failure_reported: false,
             attempts: 0,
             arq: None,
+            arq_agreed: false,
+            pending_open: None,
             open_deadline_ms: 0,
         }
     }
@@ -271,6 +284,8 @@ impl Driver {
         state.failure_reported = false;
         state.awaiting_answer = false;
         state.arq = None;
+        state.arq_agreed = false;
+        state.pending_open = None;
         let old = state.rtc.replace(rtc);
         if std::mem::replace(&mut state.connected, false) {
             lock(&self.links).remove(peer);
@@ -310,7 +325,10 @@ impl Driver {
         let signal = Signal::Description {
             sdp_type: SdpType::Offer,
             sdp,
-            arq: self.announces_arq().then_some(crate::arq::ARQ_VERSION),
+            arq: self
+                .config
+                .announces_arq()
+                .then_some(crate::arq::ARQ_VERSION),
         };
         self.send_to_bridge(ClientMessage::Signal {
             to: peer.clone(),
@@ -407,19 +425,9 @@ impl Driver {
                 };
             }
         };
-        // The offerer announced the layer (only on a reliable channel) and we run it too.
-        let use_arq = self.config.arq && arq.is_some_and(|v| v >= crate::arq::ARQ_VERSION);
-        let arq_channel = match use_arq {
-            true => match rtc.create_arq_channel().await {
-                Ok(channel) => Some(channel),
-                Err(e) => {
-                    tracing::warn!(peer = %from, "no ARQ channel, using v1 frames: {e}");
-                    None
-                }
-            },
-            false => None,
-        };
-        let confirmed = arq_channel.is_some();
+        // The offerer announced the layer (only on a reliable channel, whose offer also opens
+        // the layer's channel in-band) and we run it too.
+        let confirmed = self.config.arq && arq.is_some_and(|v| v >= crate::arq::ARQ_VERSION);
         self.replace_rtc(&from, generation, rtc).await;
         // The offerer retries an attempt that does not open with a new offer, which replaces
         // this one; if none comes (the offerer gave up), drop it after the offerer's longest
@@ -430,7 +438,7 @@ impl Driver {
             .saturating_add(ANSWERER_OPEN_GRACE_MS);
         if let Some(state) = self.peers.get_mut(&from) {
             state.remote_max_message_size = sdp::max_message_size(&sdp);
-            state.arq = arq_channel;
+            state.arq_agreed = confirmed;
             state.open_deadline_ms = deadline_ms;
         }
         self.after(deadline_ms, from.clone(), generation, Timer::OpenDeadline);
@@ -459,17 +467,9 @@ impl Driver {
             // Our offer can never complete now: the attempt failed (and is retried).
             return self.fail(from, e).await;
         }
-        // The answerer confirmed the layer we announced: open our end of its channel.
-        if self.config.arq && arq.is_some() && self.config.channel == ChannelKind::Reliable {
-            let Some(state) = self.peers.get_mut(&from) else {
-                return;
-            };
-            let Some(rtc) = &state.rtc else { return };
-            match rtc.create_arq_channel().await {
-                Ok(channel) => state.arq = Some(channel),
-                // The peer now expects the layer; without our end nothing would flow.
-                Err(e) => self.fail(from, e).await,
-            }
+        // The answerer confirmed the layer we announced (our offer opened its channel).
+        if let Some(state) = self.peers.get_mut(&from) {
+            state.arq_agreed = self.config.announces_arq() && arq.is_some();
         }
     }
 
@@ -493,42 +493,35 @@ impl Driver {
                 channel,
                 frames,
             } => {
-                let peer = conn.peer.clone();
-                let Some(state) = self.peers.get_mut(&peer) else {
+                let Some(state) = self.peers.get_mut(&conn.peer) else {
                     return;
                 };
-                let settings = self
-                    .config
-                    .link_settings(kind, state.remote_max_message_size);
-                if settings.max_frame_size < crate::codec::MIN_FRAME_SIZE {
-                    // No frame fits the peer's a=max-message-size: this link can never carry
-                    // a message, and reconnecting would not change the peer's limit.
-                    let reason = format!(
-                        "the peer's a=max-message-size ({} bytes) is below the {} bytes a \
-                         frame needs",
-                        state.remote_max_message_size,
-                        crate::codec::MIN_FRAME_SIZE
-                    );
-                    state.attempts = u32::MAX;
-                    return self.abandon(conn, Error::Rtc { peer, reason }).await;
-                }
-                state.connected = true;
-                state.attempts = 0;
-                if kind != self.config.channel {
-                    tracing::info!(%peer, ?kind, "using the offerer's channel kind");
-                }
-                // Only a reliable link runs the layer (an unreliable one never announced it).
-                let arq = state.arq.take().filter(|_| kind == ChannelKind::Reliable);
-                let handle = link::start(
-                    peer.clone(),
+                let open = PendingOpen {
+                    kind,
                     channel,
                     frames,
-                    arq,
-                    settings,
-                    self.sinks.clone(),
-                );
-                lock(&self.links).insert(peer.clone(), handle);
-                self.emit(Event::PeerConnected(peer));
+                };
+                if state.arq_agreed && kind == ChannelKind::Reliable && state.arq.is_none() {
+                    // The ARQ channel's DATA_CHANNEL_OPEN is still on its way.
+                    state.pending_open = Some(open);
+                    return;
+                }
+                let arq = state.arq.take().filter(|_| kind == ChannelKind::Reliable);
+                self.open_link(conn, open, arq).await;
+            }
+            RtcEvent::ArqChannelOpen { peer: conn, arq } => {
+                let Some(state) = self.peers.get_mut(&conn.peer) else {
+                    return;
+                };
+                if !state.arq_agreed {
+                    // The offerer opened it, but one side does not run the layer: v1 frames.
+                    crate::backend::spawn(async move { arq.channel.close().await });
+                    return;
+                }
+                match state.pending_open.take() {
+                    Some(open) => self.open_link(conn, open, Some(arq)).await,
+                    None => state.arq = Some(arq),
+                }
             }
             RtcEvent::Closed {
                 peer: ConnId { peer, generation },
@@ -574,9 +567,48 @@ impl Driver {
         }
     }
 
-    /// Whether our offers announce the ARQ layer: only for a reliable channel, when enabled.
-    fn announces_arq(&self) -> bool {
-        self.config.arq && self.config.channel == ChannelKind::Reliable
+    /// Starts the link over an open main channel (with the ARQ channel when both run the
+    /// layer) and reports the peer connected.
+    async fn open_link(&mut self, conn: ConnId, open: PendingOpen, arq: Option<ArqChannel>) {
+        let PendingOpen {
+            kind,
+            channel,
+            frames,
+        } = open;
+        let peer = conn.peer.clone();
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let settings = self
+            .config
+            .link_settings(kind, state.remote_max_message_size);
+        if settings.max_frame_size < crate::codec::MIN_FRAME_SIZE {
+            // No frame fits the peer's a=max-message-size: this link can never carry
+            // a message, and reconnecting would not change the peer's limit.
+            let reason = format!(
+                "the peer's a=max-message-size ({} bytes) is below the {} bytes a \
+                 frame needs",
+                state.remote_max_message_size,
+                crate::codec::MIN_FRAME_SIZE
+            );
+            state.attempts = u32::MAX;
+            return self.abandon(conn, Error::Rtc { peer, reason }).await;
+        }
+        state.connected = true;
+        state.attempts = 0;
+        if kind != self.config.channel {
+            tracing::info!(%peer, ?kind, "using the offerer's channel kind");
+        }
+        let handle = link::start(
+            peer.clone(),
+            channel,
+            frames,
+            arq,
+            settings,
+            self.sinks.clone(),
+        );
+        lock(&self.links).insert(peer.clone(), handle);
+        self.emit(Event::PeerConnected(peer));
     }
 
     /// Drops the attempt `conn` (still the current one) as failed with `error`: reported once

@@ -15,13 +15,6 @@ use bytes::Bytes;
 /// Label of the ARQ layer's data channel (docs/frame.md, "ARQ layer").
 pub(crate) const ARQ_CHANNEL_LABEL: &str = "miaou-arq";
 
-/// SCTP stream id of the ARQ layer's data channel. It is a negotiated channel (W3C
-/// `negotiated: true`, RFC 8832 §6: no DATA_CHANNEL_OPEN exchange), created by each side only
-/// once both announced the layer, so a peer that never announced it never sees the stream.
-/// 1000 sits below the 1024 streams browsers negotiate and far above the ids their in-band
-/// channels take (0 and 1 here).
-pub(crate) const ARQ_CHANNEL_ID: u16 = 1000;
-
 /// Datagrams of the ARQ channel buffered between the data channel and the pipe task; past it
 /// they are dropped, which the ARQ layer recovers from like any loss (and its congestion
 /// control slows the sender), instead of stalling the SCTP read loop.
@@ -62,6 +55,9 @@ pub(crate) enum RtcEvent {
         channel: RtcChannel,
         frames: async_channel::Receiver<Bytes>,
     },
+    /// The ARQ layer's data channel opened (created in-band by the offerer beside the main
+    /// one when it announces the layer); `datagrams` yields what arrives on it.
+    ArqChannelOpen { peer: ConnId, arq: ArqChannel },
     /// The data channel or the whole connection closed; `reason` is set for a failure.
     Closed {
         peer: ConnId,
@@ -78,6 +74,7 @@ impl RtcEvent {
         match self {
             RtcEvent::LocalCandidate { peer, .. }
             | RtcEvent::ChannelOpen { peer, .. }
+            | RtcEvent::ArqChannelOpen { peer, .. }
             | RtcEvent::Closed { peer, .. }
             | RtcEvent::GatheringDone { peer, .. } => peer,
         }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::ice::{CandidateInfo, CandidatePair, CandidateType, Gathered};
 use crate::session::ConnId;
 use crate::session::RtcEvent;
-use crate::session::{ArqChannel, ARQ_CHANNEL_ID, ARQ_CHANNEL_LABEL, ARQ_DATAGRAM_QUEUE};
+use crate::session::{ArqChannel, ARQ_CHANNEL_LABEL, ARQ_DATAGRAM_QUEUE};
 use crate::signaling::protocol::Signal;
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -36,6 +36,8 @@ pub(crate) struct RtcPeer {
     pc: RtcPeerConnection,
     peer: ConnId,
     kind: ChannelKind,
+    /// Our offers announce the ARQ layer, so they also open its channel.
+    announce_arq: bool,
     /// Received frames buffered per channel (`receive_queue_frames`).
     frame_queue: usize,
     events: async_channel::Sender<RtcEvent>,
@@ -87,6 +89,7 @@ impl RtcPeer {
             pc,
             peer,
             kind: config.channel,
+            announce_arq: config.announces_arq(),
             frame_queue: config.receive_queue_frames,
             events,
             callbacks: Rc::default(),
@@ -201,6 +204,8 @@ impl RtcPeer {
                         frame_queue,
                         &callbacks,
                     );
+                } else if dc.label() == ARQ_CHANNEL_LABEL {
+                    wire_arq_channel(dc, peer.clone(), events.clone(), &callbacks);
                 } else {
                     tracing::warn!(%peer, label = %dc.label(), "ignoring data channel with unknown label");
                 }
@@ -239,50 +244,21 @@ impl RtcPeer {
             self.frame_queue,
             &self.callbacks,
         );
+        if self.announce_arq {
+            // In-band like the native backend's (webrtc-rs 0.17 keeps a negotiated channel
+            // reliable); a peer that does not run the layer ignores the unknown label.
+            let init = RtcDataChannelInit::new();
+            init.set_ordered(false);
+            init.set_max_retransmits(0);
+            let dc = self
+                .pc
+                .create_data_channel_with_data_channel_dict(ARQ_CHANNEL_LABEL, &init);
+            wire_arq_channel(dc, self.peer.clone(), self.events.clone(), &self.callbacks);
+        }
         let offer = JsFuture::from(self.pc.create_offer())
             .await
             .map_err(|e| self.rtc_error(e))?;
         self.set_local(offer.unchecked_into()).await
-    }
-
-    /// Creates the ARQ layer's negotiated, unordered, `maxRetransmits: 0` data channel
-    /// ([`crate::session::ARQ_CHANNEL_ID`]). Datagrams that arrive while the queue is full are
-    /// dropped (the ARQ layer recovers them); sends before the channel opens fail the same way.
-    pub(crate) async fn create_arq_channel(&self) -> Result<ArqChannel> {
-        let init = RtcDataChannelInit::new();
-        init.set_ordered(false);
-        init.set_max_retransmits(0);
-        init.set_negotiated(true);
-        init.set_id(ARQ_CHANNEL_ID);
-        let dc = self
-            .pc
-            .create_data_channel_with_data_channel_dict(ARQ_CHANNEL_LABEL, &init);
-        dc.set_binary_type(RtcDataChannelType::Arraybuffer);
-        let (datagrams_tx, datagrams) = async_channel::bounded::<Bytes>(ARQ_DATAGRAM_QUEUE);
-        let ended = datagrams_tx.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(buffer) = event.data().dyn_ref::<js_sys::ArrayBuffer>() {
-                let datagram = Bytes::from(js_sys::Uint8Array::new(buffer).to_vec());
-                let _ = datagrams_tx.try_send(datagram);
-            }
-        });
-        let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-            ended.close();
-        });
-        let (low_tx, low) = async_channel::bounded::<()>(1);
-        let on_low = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-            let _ = low_tx.try_send(());
-        });
-        dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
-        let mut callbacks = self.callbacks.borrow_mut();
-        callbacks.channels.push(dc.clone());
-        callbacks
-            .closures
-            .push(Box::new((on_message, on_close, on_low)));
-        let channel = RtcChannel { dc, low };
-        Ok(ArqChannel { channel, datagrams })
     }
 
     /// Applies a remote offer and returns our answer's SDP.
@@ -521,6 +497,52 @@ fn wire_channel(
     callbacks
         .closures
         .push(Box::new((on_message, on_low, on_open, on_close)));
+}
+
+/// Hooks the ARQ layer's channel: datagrams into a bounded queue that drops when full (the
+/// layer recovers them), its open as an event.
+fn wire_arq_channel(
+    dc: RtcDataChannel,
+    peer: ConnId,
+    events: async_channel::Sender<RtcEvent>,
+    callbacks: &Rc<RefCell<Callbacks>>,
+) {
+    dc.set_binary_type(RtcDataChannelType::Arraybuffer);
+    let (datagrams_tx, datagrams) = async_channel::bounded::<Bytes>(ARQ_DATAGRAM_QUEUE);
+    let ended = datagrams_tx.clone();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(buffer) = event.data().dyn_ref::<js_sys::ArrayBuffer>() {
+            let datagram = Bytes::from(js_sys::Uint8Array::new(buffer).to_vec());
+            let _ = datagrams_tx.try_send(datagram);
+        }
+    });
+    let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        ended.close();
+    });
+    let (low_tx, low) = async_channel::bounded::<()>(1);
+    let on_low = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        let _ = low_tx.try_send(());
+    });
+    let channel = RtcChannel {
+        dc: dc.clone(),
+        low,
+    };
+    let open_state = Rc::new(RefCell::new(Some(ArqChannel { channel, datagrams })));
+    let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        if let Some(arq) = open_state.borrow_mut().take() {
+            let peer = peer.clone();
+            post(&events, RtcEvent::ArqChannelOpen { peer, arq });
+        }
+    });
+    dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    dc.set_onbufferedamountlow(Some(on_low.as_ref().unchecked_ref()));
+    dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    let mut callbacks = callbacks.borrow_mut();
+    callbacks.channels.push(dc);
+    callbacks
+        .closures
+        .push(Box::new((on_message, on_close, on_low, on_open)));
 }
 
 /// Sending half of an open data channel.
