@@ -2,6 +2,7 @@
 //! logic is native-demo's raw pair (native-demo/src/bench/raw.rs) with loopback-only ICE, so
 //! that it matches [`crate::v021`] setting for setting.
 
+use crate::arq_link::{Closer, DatagramPair, DatagramSender, DatagramStack, End};
 use crate::workloads::{inbox, Link, OpenTimes, HIGH_WATER, LOW_WATER};
 use anyhow::{anyhow, Context};
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex, Notify};
 use webrtc017::api::setting_engine::SettingEngine;
 use webrtc017::api::APIBuilder;
+use webrtc017::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc017::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc017::data_channel::RTCDataChannel;
 use webrtc017::ice::mdns::MulticastDnsMode;
@@ -188,4 +190,73 @@ async fn recv(side: &Side) -> anyhow::Result<Bytes> {
         .recv()
         .await
         .context("0.17 channel closed")
+}
+
+/// The `+ ARQ` mode's channel on 0.17: unordered, `maxRetransmits: 0`, negotiated id 0,
+/// created on both sides before the offer (no DCEP handshake).
+pub struct Datagrams017;
+
+struct Tx017(Arc<RTCDataChannel>);
+
+#[async_trait::async_trait]
+impl DatagramSender for Tx017 {
+    async fn send(&self, datagram: Bytes) -> anyhow::Result<()> {
+        self.0
+            .send(&datagram)
+            .await
+            .map_err(|e| anyhow!("0.17 send: {e}"))?;
+        Ok(())
+    }
+}
+
+struct Close017(Arc<RTCPeerConnection>, Arc<RTCPeerConnection>);
+
+#[async_trait::async_trait]
+impl Closer for Close017 {
+    async fn close(&self) {
+        let _ = self.0.close().await;
+        let _ = self.1.close().await;
+    }
+}
+
+impl DatagramStack for Datagrams017 {
+    async fn connect_datagrams() -> anyhow::Result<DatagramPair> {
+        let started = Instant::now();
+        let (pa, pb) = (new_pc().await?, new_pc().await?);
+        let init = || RTCDataChannelInit {
+            ordered: Some(false),
+            max_retransmits: Some(0),
+            negotiated: Some(0),
+            ..Default::default()
+        };
+        let dc_a = pa.create_data_channel("bench-arq", Some(init())).await?;
+        let dc_b = pb.create_data_channel("bench-arq", Some(init())).await?;
+        let (a_open, b_open) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (_, a_rx) = wire(&dc_a, Arc::clone(&a_open)).await;
+        let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await;
+        let offer = gathered(&pa, pa.create_offer(None).await?).await?;
+        pb.set_remote_description(offer).await?;
+        let answer = gathered(&pb, pb.create_answer(None).await?).await?;
+        pa.set_remote_description(answer).await?;
+        let signaled = started.elapsed();
+        tokio::time::timeout(DEADLINE, a_open.notified())
+            .await
+            .context("a's channel did not open")?;
+        tokio::time::timeout(DEADLINE, b_open.notified())
+            .await
+            .context("b's channel did not open")?;
+        let open = started.elapsed();
+        Ok(DatagramPair {
+            a: End {
+                tx: Arc::new(Tx017(dc_a)),
+                rx: a_rx,
+            },
+            b: End {
+                tx: Arc::new(Tx017(dc_b)),
+                rx: b_rx,
+            },
+            closer: Box::new(Close017(pa, pb)),
+            times: OpenTimes { signaled, open },
+        })
+    }
 }
