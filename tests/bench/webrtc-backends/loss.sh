@@ -6,9 +6,11 @@
 # 20 ms ICE check interval. Every cell runs in its own fresh network namespace
 # (tests/scripts/in-netns.sh); the loss is an nftables rule on the namespace's input hook that
 # drops that share of all UDP packets at random (both directions, loopback).
+# On 0.17.2 the negotiated channel stays reliable (webrtc-data applies maxRetransmits only in the
+# DCEP exchange), so both + ARQ binaries also run on an in-band channel (ARQ_CHANNEL=inband).
 # Knobs (env): RUNS (3), OPENS (3 connections per throughput cell, 10 in the open runs),
 # CAP (60 s per throughput cell, DNF over it), LOSSES ("0 10 50", per mille), MIB (16; 8 at
-# 5 % and above). JSON lines: target/loss-<UTC time>.jsonl; summary: summarize-loss.mjs.
+# 5 % and above), ONLY (a bash regex: run only the stacks whose label matches it). JSON lines: target/loss-<UTC time>.jsonl; summary: summarize-loss.mjs.
 # Usage (from anywhere): tests/bench/webrtc-backends/loss.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -35,6 +37,7 @@ netns_with_loss='
 cell() { # PERMILLE TAG LABEL ARGS -- ENV... BINARY
   local permille=$1 tag=$2 label=$3 args=$4
   shift 4
+  if [ -n "${ONLY:-}" ] && ! [[ "$label" =~ $ONLY ]]; then return 0; fi
   local load
   load="$(cut -d' ' -f1 /proc/loadavg)"
   printf '\n-- %s: %s, %s (load average %s) %s\n' "$(date -u +%H:%M:%S)" "$label" "$tag" "$load" >&2
@@ -57,16 +60,20 @@ for run in $(seq 1 "$runs"); do
     args="--opens $opens --mib $mib --sizes 16384 --no-small --cap $cap"
     cell "$permille" "$tag" "webrtc 0.17.2" "$args" "$bin/webrtc017"
     cell "$permille" "$tag" "webrtc 0.17.2 + ARQ" "$args" "$bin/webrtc017-arq"
+    cell "$permille" "$tag" "webrtc 0.17.2 + ARQ (in-band channel)" "$args" ARQ_CHANNEL=inband "$bin/webrtc017-arq"
     cell "$permille" "$tag" "webrtc 0.21.1" "$args" "$bin/webrtc021"
     cell "$permille" "$tag" "webrtc 0.21.1 + ARQ" "$args" "$bin/webrtc021-arq"
+    cell "$permille" "$tag" "webrtc 0.21.1 + ARQ (in-band channel)" "$args" ARQ_CHANNEL=inband "$bin/webrtc021-arq"
   done
   # Time to open, no loss: in-band reliable channel vs negotiated channel (the + ARQ binaries),
   # and 0.21 with the ICE check interval at 20 ms instead of 200 ms.
   args="--opens 10 --sizes none --no-small"
   cell 0 "open" "webrtc 0.17.2" "$args" "$bin/webrtc017"
   cell 0 "open" "webrtc 0.17.2 + ARQ" "$args" "$bin/webrtc017-arq"
+  cell 0 "open" "webrtc 0.17.2 + ARQ (in-band channel)" "$args" ARQ_CHANNEL=inband "$bin/webrtc017-arq"
   cell 0 "open" "webrtc 0.21.1" "$args" "$bin/webrtc021"
   cell 0 "open" "webrtc 0.21.1 + ARQ" "$args" "$bin/webrtc021-arq"
+  cell 0 "open" "webrtc 0.21.1 + ARQ (in-band channel)" "$args" ARQ_CHANNEL=inband "$bin/webrtc021-arq"
   cell 0 "open, ICE check 20 ms" "webrtc 0.21.1" "$args" ICE_CHECK_MS=20 "$bin/webrtc021"
   cell 0 "open, ICE check 20 ms" "webrtc 0.21.1 + ARQ" "$args" ICE_CHECK_MS=20 "$bin/webrtc021-arq"
 done

@@ -219,26 +219,62 @@ impl Closer for Close017 {
     }
 }
 
+/// Whether the 0.17 `+ ARQ` channel is announced in-band (`ARQ_CHANNEL=inband`) instead of
+/// negotiated. webrtc-data 0.17.2 applies a channel's `ordered`/`maxRetransmits` to its SCTP
+/// stream only in the DCEP exchange (`commit_reliability_params`, called on DATA_CHANNEL_OPEN
+/// at the acceptor and on DATA_CHANNEL_ACK at the opener), so a *negotiated* 0.17 channel stays
+/// ordered and reliable whatever its init says; the in-band one gets PR-SCTP.
+pub fn inband() -> bool {
+    std::env::var("ARQ_CHANNEL").as_deref() == Ok("inband")
+}
+
 impl DatagramStack for Datagrams017 {
     async fn connect_datagrams() -> anyhow::Result<DatagramPair> {
         let started = Instant::now();
         let (pa, pb) = (new_pc().await?, new_pc().await?);
+        let inband = inband();
         let init = || RTCDataChannelInit {
             ordered: Some(false),
             max_retransmits: Some(0),
-            negotiated: Some(0),
+            negotiated: (!inband).then_some(0),
             ..Default::default()
         };
         let dc_a = pa.create_data_channel("bench-arq", Some(init())).await?;
-        let dc_b = pb.create_data_channel("bench-arq", Some(init())).await?;
         let (a_open, b_open) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (_, a_rx) = wire(&dc_a, Arc::clone(&a_open)).await;
-        let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await;
+        let (b_dc_tx, mut b_dc_rx) = mpsc::channel(1);
+        let mut b_side = None;
+        if inband {
+            pb.on_data_channel(Box::new(move |dc| {
+                let tx = b_dc_tx.clone();
+                Box::pin(async move {
+                    let _ = tx.send(dc).await;
+                })
+            }));
+        } else {
+            let dc_b = pb.create_data_channel("bench-arq", Some(init())).await?;
+            let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await;
+            b_side = Some((dc_b, b_rx));
+        }
         let offer = gathered(&pa, pa.create_offer(None).await?).await?;
         pb.set_remote_description(offer).await?;
         let answer = gathered(&pb, pb.create_answer(None).await?).await?;
         pa.set_remote_description(answer).await?;
         let signaled = started.elapsed();
+        let (dc_b, b_rx) = match b_side {
+            Some(side) => side,
+            None => {
+                let dc_b = tokio::time::timeout(DEADLINE, b_dc_rx.recv())
+                    .await?
+                    .context("no data channel at b")?;
+                let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await;
+                // 0.17 announces an incoming channel once it is open.
+                if dc_b.ready_state() == RTCDataChannelState::Open {
+                    b_open.notify_one();
+                }
+                (dc_b, b_rx)
+            }
+        };
         tokio::time::timeout(DEADLINE, a_open.notified())
             .await
             .context("a's channel did not open")?;

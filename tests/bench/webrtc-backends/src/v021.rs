@@ -329,31 +329,53 @@ impl Closer for Close021 {
     }
 }
 
+/// Whether the 0.21 `+ ARQ` channel is announced in-band (`ARQ_CHANNEL=inband`) instead of
+/// negotiated, as for 0.17 (see `v017::inband`).
+pub fn inband() -> bool {
+    std::env::var("ARQ_CHANNEL").as_deref() == Ok("inband")
+}
+
 impl DatagramStack for Datagrams021 {
     async fn connect_datagrams() -> anyhow::Result<DatagramPair> {
         let started = Instant::now();
-        trace(format_args!("connect (negotiated)"));
-        let (pa, pb) = (
+        let inband = inband();
+        trace(format_args!("connect (in-band: {inband})"));
+        let (pa, mut pb) = (
             new_peer("a", Backpressure::LowWater).await?,
             new_peer("b", Backpressure::LowWater).await?,
         );
         let init = || RTCDataChannelInit {
             ordered: false,
             max_retransmits: Some(0),
-            negotiated: Some(0),
+            negotiated: (!inband).then_some(0),
             ..Default::default()
         };
         let dc_a = pa.pc.create_data_channel("bench-arq", Some(init())).await?;
-        let dc_b = pb.pc.create_data_channel("bench-arq", Some(init())).await?;
         let (a_open, b_open) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (_, a_rx) = wire(&dc_a, Arc::clone(&a_open)).await?;
-        let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await?;
+        let mut b_side = None;
+        if !inband {
+            let dc_b = pb.pc.create_data_channel("bench-arq", Some(init())).await?;
+            let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await?;
+            b_side = Some((dc_b, b_rx));
+        }
         let offer = gathered(&pa, pa.pc.create_offer(None).await?).await?;
         pb.pc.set_remote_description(offer).await?;
         let answer = gathered(&pb, pb.pc.create_answer(None).await?).await?;
         pa.pc.set_remote_description(answer).await?;
         let signaled = started.elapsed();
         trace(format_args!("signaled"));
+        let (dc_b, b_rx) = match b_side {
+            Some(side) => side,
+            None => {
+                // The announced channel's first event is its `OnOpen`.
+                let dc_b = tokio::time::timeout(DEADLINE, pb.channels.recv())
+                    .await?
+                    .context("no data channel at b")?;
+                let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await?;
+                (dc_b, b_rx)
+            }
+        };
         tokio::time::timeout(DEADLINE, a_open.notified())
             .await
             .context("a's channel did not open")?;
