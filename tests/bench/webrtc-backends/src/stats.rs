@@ -10,6 +10,9 @@ pub struct Figure {
     pub metric: String,
     pub value: f64,
     pub unit: String,
+    /// Free text from `--tag` (the run's loss rate in the loss matrix), absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 impl Figure {
@@ -19,6 +22,7 @@ impl Figure {
             metric: metric.into(),
             value,
             unit: unit.into(),
+            tag: None,
         }
     }
 }

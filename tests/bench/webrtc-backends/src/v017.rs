@@ -2,6 +2,7 @@
 //! logic is native-demo's raw pair (native-demo/src/bench/raw.rs) with loopback-only ICE, so
 //! that it matches [`crate::v021`] setting for setting.
 
+use crate::arq_link::{Closer, DatagramPair, DatagramSender, DatagramStack, End};
 use crate::workloads::{inbox, Link, OpenTimes, HIGH_WATER, LOW_WATER};
 use anyhow::{anyhow, Context};
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex, Notify};
 use webrtc017::api::setting_engine::SettingEngine;
 use webrtc017::api::APIBuilder;
+use webrtc017::data_channel::data_channel_init::RTCDataChannelInit;
 use webrtc017::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc017::data_channel::RTCDataChannel;
 use webrtc017::ice::mdns::MulticastDnsMode;
@@ -188,4 +190,109 @@ async fn recv(side: &Side) -> anyhow::Result<Bytes> {
         .recv()
         .await
         .context("0.17 channel closed")
+}
+
+/// The `+ ARQ` mode's channel on 0.17: unordered, `maxRetransmits: 0`, negotiated id 0,
+/// created on both sides before the offer (no DCEP handshake).
+pub struct Datagrams017;
+
+struct Tx017(Arc<RTCDataChannel>);
+
+#[async_trait::async_trait]
+impl DatagramSender for Tx017 {
+    async fn send(&self, datagram: Bytes) -> anyhow::Result<()> {
+        self.0
+            .send(&datagram)
+            .await
+            .map_err(|e| anyhow!("0.17 send: {e}"))?;
+        Ok(())
+    }
+}
+
+struct Close017(Arc<RTCPeerConnection>, Arc<RTCPeerConnection>);
+
+#[async_trait::async_trait]
+impl Closer for Close017 {
+    async fn close(&self) {
+        let _ = self.0.close().await;
+        let _ = self.1.close().await;
+    }
+}
+
+/// Whether the 0.17 `+ ARQ` channel is announced in-band (`ARQ_CHANNEL=inband`) instead of
+/// negotiated. webrtc-data 0.17.2 applies a channel's `ordered`/`maxRetransmits` to its SCTP
+/// stream only in the DCEP exchange (`commit_reliability_params`, called on DATA_CHANNEL_OPEN
+/// at the acceptor and on DATA_CHANNEL_ACK at the opener), so a *negotiated* 0.17 channel stays
+/// ordered and reliable whatever its init says; the in-band one gets PR-SCTP.
+pub fn inband() -> bool {
+    std::env::var("ARQ_CHANNEL").as_deref() == Ok("inband")
+}
+
+impl DatagramStack for Datagrams017 {
+    async fn connect_datagrams() -> anyhow::Result<DatagramPair> {
+        let started = Instant::now();
+        let (pa, pb) = (new_pc().await?, new_pc().await?);
+        let inband = inband();
+        let init = || RTCDataChannelInit {
+            ordered: Some(false),
+            max_retransmits: Some(0),
+            negotiated: (!inband).then_some(0),
+            ..Default::default()
+        };
+        let dc_a = pa.create_data_channel("bench-arq", Some(init())).await?;
+        let (a_open, b_open) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (_, a_rx) = wire(&dc_a, Arc::clone(&a_open)).await;
+        let (b_dc_tx, mut b_dc_rx) = mpsc::channel(1);
+        let mut b_side = None;
+        if inband {
+            pb.on_data_channel(Box::new(move |dc| {
+                let tx = b_dc_tx.clone();
+                Box::pin(async move {
+                    let _ = tx.send(dc).await;
+                })
+            }));
+        } else {
+            let dc_b = pb.create_data_channel("bench-arq", Some(init())).await?;
+            let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await;
+            b_side = Some((dc_b, b_rx));
+        }
+        let offer = gathered(&pa, pa.create_offer(None).await?).await?;
+        pb.set_remote_description(offer).await?;
+        let answer = gathered(&pb, pb.create_answer(None).await?).await?;
+        pa.set_remote_description(answer).await?;
+        let signaled = started.elapsed();
+        let (dc_b, b_rx) = match b_side {
+            Some(side) => side,
+            None => {
+                let dc_b = tokio::time::timeout(DEADLINE, b_dc_rx.recv())
+                    .await?
+                    .context("no data channel at b")?;
+                let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await;
+                // 0.17 announces an incoming channel once it is open.
+                if dc_b.ready_state() == RTCDataChannelState::Open {
+                    b_open.notify_one();
+                }
+                (dc_b, b_rx)
+            }
+        };
+        tokio::time::timeout(DEADLINE, a_open.notified())
+            .await
+            .context("a's channel did not open")?;
+        tokio::time::timeout(DEADLINE, b_open.notified())
+            .await
+            .context("b's channel did not open")?;
+        let open = started.elapsed();
+        Ok(DatagramPair {
+            a: End {
+                tx: Arc::new(Tx017(dc_a)),
+                rx: a_rx,
+            },
+            b: End {
+                tx: Arc::new(Tx017(dc_b)),
+                rx: b_rx,
+            },
+            closer: Box::new(Close017(pa, pb)),
+            times: OpenTimes { signaled, open },
+        })
+    }
 }

@@ -4,6 +4,7 @@
 //! interceptors, the same backpressure and receive inbox. Written from the crate's docs and its
 //! `data-channels-flow-control` example.
 
+use crate::arq_link::{Closer, DatagramPair, DatagramSender, DatagramStack, End};
 use crate::workloads::{inbox, Link, OpenTimes, HIGH_WATER, LOW_WATER};
 use anyhow::{anyhow, Context};
 use bytes::{Bytes, BytesMut};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex, Notify};
-use webrtc021::data_channel::{DataChannel, DataChannelEvent};
+use webrtc021::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc021::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
@@ -297,4 +298,103 @@ async fn recv(side: &Side) -> anyhow::Result<Bytes> {
         .recv()
         .await
         .context("0.21 channel closed")
+}
+
+/// The `+ ARQ` mode's channel on 0.21: unordered, `maxRetransmits: 0`, negotiated id 0,
+/// created on both sides before the offer (no DCEP handshake); the default backpressure setting
+/// (no send-buffer limit: the ARQ layer bounds what is in flight).
+pub struct Datagrams021;
+
+struct Tx021(Arc<dyn DataChannel>);
+
+#[async_trait::async_trait]
+impl DatagramSender for Tx021 {
+    async fn send(&self, datagram: Bytes) -> anyhow::Result<()> {
+        // `send` takes an owned BytesMut: one copy per datagram, which the API requires.
+        self.0
+            .send(BytesMut::from(&datagram[..]))
+            .await
+            .map_err(|e| anyhow!("0.21 send: {e}"))?;
+        Ok(())
+    }
+}
+
+struct Close021(Arc<dyn PeerConnection>, Arc<dyn PeerConnection>);
+
+#[async_trait::async_trait]
+impl Closer for Close021 {
+    async fn close(&self) {
+        let _ = self.0.close().await;
+        let _ = self.1.close().await;
+    }
+}
+
+/// Whether the 0.21 `+ ARQ` channel is announced in-band (`ARQ_CHANNEL=inband`) instead of
+/// negotiated, as for 0.17 (see `v017::inband`).
+pub fn inband() -> bool {
+    std::env::var("ARQ_CHANNEL").as_deref() == Ok("inband")
+}
+
+impl DatagramStack for Datagrams021 {
+    async fn connect_datagrams() -> anyhow::Result<DatagramPair> {
+        let started = Instant::now();
+        let inband = inband();
+        trace(format_args!("connect (in-band: {inband})"));
+        let (pa, mut pb) = (
+            new_peer("a", Backpressure::LowWater).await?,
+            new_peer("b", Backpressure::LowWater).await?,
+        );
+        let init = || RTCDataChannelInit {
+            ordered: false,
+            max_retransmits: Some(0),
+            negotiated: (!inband).then_some(0),
+            ..Default::default()
+        };
+        let dc_a = pa.pc.create_data_channel("bench-arq", Some(init())).await?;
+        let (a_open, b_open) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (_, a_rx) = wire(&dc_a, Arc::clone(&a_open)).await?;
+        let mut b_side = None;
+        if !inband {
+            let dc_b = pb.pc.create_data_channel("bench-arq", Some(init())).await?;
+            let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await?;
+            b_side = Some((dc_b, b_rx));
+        }
+        let offer = gathered(&pa, pa.pc.create_offer(None).await?).await?;
+        pb.pc.set_remote_description(offer).await?;
+        let answer = gathered(&pb, pb.pc.create_answer(None).await?).await?;
+        pa.pc.set_remote_description(answer).await?;
+        let signaled = started.elapsed();
+        trace(format_args!("signaled"));
+        let (dc_b, b_rx) = match b_side {
+            Some(side) => side,
+            None => {
+                // The announced channel's first event is its `OnOpen`.
+                let dc_b = tokio::time::timeout(DEADLINE, pb.channels.recv())
+                    .await?
+                    .context("no data channel at b")?;
+                let (_, b_rx) = wire(&dc_b, Arc::clone(&b_open)).await?;
+                (dc_b, b_rx)
+            }
+        };
+        tokio::time::timeout(DEADLINE, a_open.notified())
+            .await
+            .context("a's channel did not open")?;
+        tokio::time::timeout(DEADLINE, b_open.notified())
+            .await
+            .context("b's channel did not open")?;
+        let open = started.elapsed();
+        trace(format_args!("open on both sides"));
+        Ok(DatagramPair {
+            a: End {
+                tx: Arc::new(Tx021(dc_a)),
+                rx: a_rx,
+            },
+            b: End {
+                tx: Arc::new(Tx021(dc_b)),
+                rx: b_rx,
+            },
+            closer: Box::new(Close021(pa.pc, pb.pc)),
+            times: OpenTimes { signaled, open },
+        })
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::stats::{cpu_time, peak_rss_mib, quantile, udp_rcvbuf_errors, Figure};
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Backpressure, identical on both stacks: a sender waits while more than `HIGH_WATER` bytes
@@ -53,22 +54,31 @@ pub trait Link: Sized {
     /// How often a sender's backpressure wait ended by the 50 ms backstop rather than by
     /// `bufferedamountlow` (both sides, since connect): a sanity check that the wake-up works.
     fn backstop_wakeups(&self) -> u64;
+    /// Stack-specific counters reported at the end of a run: (metric, value, unit).
+    fn extra_figures(&self) -> Vec<(String, f64, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// What one run measures; the same for both stacks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Plan {
     /// Connections opened (and closed) to measure time to open; the median is reported.
     pub opens: usize,
     /// Bytes per throughput run.
     pub total: usize,
-    /// Message sizes for the throughput runs, bytes.
-    pub sizes: &'static [usize],
+    /// Message sizes for the throughput runs, bytes (empty: no throughput runs).
+    pub sizes: Vec<usize>,
     /// 64-byte messages for the message rate.
     pub rate_messages: usize,
     /// Ping-pong rounds for the RTT, after `rtt_warmup` unmeasured ones.
     pub rtt_rounds: usize,
     pub rtt_warmup: usize,
+    /// Whether to run the 64-byte message rate and the RTT.
+    pub small: bool,
+    /// Longest a throughput, message-rate or RTT cell may take; over it the cell is reported as
+    /// DNF and the run ends there (the link is left as it is).
+    pub cap: Option<Duration>,
 }
 
 /// What one stream a→b delivered.
@@ -79,7 +89,13 @@ struct Streamed {
 }
 
 /// Sends `count` copies of `payload` a→b while b reads them.
-async fn stream(link: &impl Link, payload: &Bytes, count: usize) -> anyhow::Result<Streamed> {
+/// `received` counts the bytes b got so far, so a capped run can say how far it came.
+async fn stream(
+    link: &impl Link,
+    payload: &Bytes,
+    count: usize,
+    received: &AtomicUsize,
+) -> anyhow::Result<Streamed> {
     let sender = async {
         for _ in 0..count {
             link.send_ab(payload).await?;
@@ -91,7 +107,9 @@ async fn stream(link: &impl Link, payload: &Bytes, count: usize) -> anyhow::Resu
         let mut longest_gap = Duration::ZERO;
         let mut last: Option<Instant> = None;
         for _ in 0..count {
-            bytes += link.recv_b().await?.len();
+            let len = link.recv_b().await?.len();
+            bytes += len;
+            received.fetch_add(len, Ordering::Relaxed);
             let now = Instant::now();
             if let Some(last) = last {
                 longest_gap = longest_gap.max(now - last);
@@ -121,7 +139,15 @@ pub async fn run<L: Link>(stack: &str, plan: Plan) -> anyhow::Result<Vec<Figure>
     let mut opens = Vec::new();
     let mut signaled = Vec::new();
     for _ in 0..plan.opens {
-        let (link, took) = L::connect().await?;
+        let (link, took) = match L::connect().await {
+            Ok(connected) => connected,
+            Err(e) => {
+                // Counted, not measured: under loss an open can fail (each wait is 20 s).
+                eprintln!("[{stack}] open failed: {e:#}");
+                figures.push(fig("open failed", 1.0, "count"));
+                continue;
+            }
+        };
         eprintln!(
             "[{stack}] open: signaled {:.2} ms, open on both sides {:.2} ms",
             ms(took.signaled),
@@ -131,37 +157,79 @@ pub async fn run<L: Link>(stack: &str, plan: Plan) -> anyhow::Result<Vec<Figure>
         signaled.push(took.signaled);
         link.close().await;
     }
-    opens.sort();
-    let median = |v: &mut Vec<Duration>| quantile(v, 0.5).map_or(f64::NAN, ms);
-    figures.push(fig("time to open, median", median(&mut opens), "ms"));
-    figures.push(fig(
-        "time to open, min",
-        opens.first().copied().map_or(f64::NAN, ms),
-        "ms",
-    ));
-    figures.push(fig(
-        "time to open, max",
-        opens.last().copied().map_or(f64::NAN, ms),
-        "ms",
-    ));
-    figures.push(fig(
-        "of which signaling (complete SDPs), median",
-        median(&mut signaled),
-        "ms",
-    ));
+    if !opens.is_empty() {
+        opens.sort();
+        let median = |v: &mut Vec<Duration>| quantile(v, 0.5).map_or(f64::NAN, ms);
+        figures.push(fig("time to open, median", median(&mut opens), "ms"));
+        figures.push(fig(
+            "time to open, min",
+            opens.first().copied().map_or(f64::NAN, ms),
+            "ms",
+        ));
+        figures.push(fig(
+            "time to open, max",
+            opens.last().copied().map_or(f64::NAN, ms),
+            "ms",
+        ));
+        figures.push(fig(
+            "of which signaling (complete SDPs), median",
+            median(&mut signaled),
+            "ms",
+        ));
+    }
 
     if let Some(rss) = peak_rss_mib() {
         figures.push(fig("peak RSS after the opens", rss, "MiB"));
     }
+    if plan.sizes.is_empty() && !plan.small {
+        return Ok(figures);
+    }
 
-    let (link, _) = L::connect().await?;
-    for &size in plan.sizes {
+    // Up to 3 attempts, each failure counted (as "open failed", like the opens above).
+    let mut connected = None;
+    for _ in 0..3 {
+        match L::connect().await {
+            Ok((link, _)) => {
+                connected = Some(link);
+                break;
+            }
+            Err(e) => {
+                eprintln!("[{stack}] open failed: {e:#}");
+                figures.push(fig("open failed", 1.0, "count"));
+            }
+        }
+    }
+    let Some(link) = connected else {
+        return Ok(figures);
+    };
+    let cap = plan.cap.unwrap_or(Duration::MAX);
+    let dnf = |figures: &mut Vec<Figure>, cell: &str| {
+        eprintln!(
+            "[{stack}] {cell}: DNF (over the {:.0} s cap)",
+            cap.as_secs_f64()
+        );
+        figures.push(fig(&format!("DNF, {cell}"), 1.0, "count"));
+    };
+    for &size in &plan.sizes {
         let payload = Bytes::from(vec![0x5a; size]);
         let count = plan.total.div_ceil(size);
         let cpu_before = cpu_time();
         let drops_before = udp_rcvbuf_errors();
         let started = Instant::now();
-        let streamed = stream(&link, &payload, count).await?;
+        let received = AtomicUsize::new(0);
+        let Ok(streamed) =
+            tokio::time::timeout(cap, stream(&link, &payload, count, &received)).await
+        else {
+            dnf(&mut figures, &format!("throughput, {size} B messages"));
+            figures.push(fig(
+                &format!("received by the cap, {size} B messages"),
+                received.load(Ordering::Relaxed) as f64 / 1e6,
+                "MB",
+            ));
+            push_extra(&mut figures, stack, &link);
+            return Ok(figures);
+        };
+        let streamed = streamed?;
         let elapsed = started.elapsed();
         push_drops(
             &mut figures,
@@ -191,10 +259,22 @@ pub async fn run<L: Link>(stack: &str, plan: Plan) -> anyhow::Result<Vec<Figure>
         }
     }
 
+    if !plan.small {
+        push_extra(&mut figures, stack, &link);
+        link.close().await;
+        return Ok(figures);
+    }
     let small = Bytes::from(vec![0x64; 64]);
     let drops_before = udp_rcvbuf_errors();
     let started = Instant::now();
-    let streamed = stream(&link, &small, plan.rate_messages).await?;
+    let received = AtomicUsize::new(0);
+    let Ok(streamed) =
+        tokio::time::timeout(cap, stream(&link, &small, plan.rate_messages, &received)).await
+    else {
+        dnf(&mut figures, "64-byte message rate");
+        return Ok(figures);
+    };
+    let streamed = streamed?;
     let rate = plan.rate_messages as f64 / started.elapsed().as_secs_f64();
     push_drops(&mut figures, stack, "64 B message rate", drops_before);
     eprintln!(
@@ -208,18 +288,26 @@ pub async fn run<L: Link>(stack: &str, plan: Plan) -> anyhow::Result<Vec<Figure>
         "ms",
     ));
 
-    let mut rtts = Vec::with_capacity(plan.rtt_rounds);
-    for i in 0..plan.rtt_warmup + plan.rtt_rounds {
-        let started = Instant::now();
-        link.send_ab(&small).await?;
-        let ping = link.recv_b().await?;
-        link.send_ba(&ping).await?;
-        let pong = link.recv_a().await?;
-        anyhow::ensure!(pong.len() == small.len(), "pong of {} bytes", pong.len());
-        if i >= plan.rtt_warmup {
-            rtts.push(started.elapsed());
+    let ping_pong = async {
+        let mut rtts = Vec::with_capacity(plan.rtt_rounds);
+        for i in 0..plan.rtt_warmup + plan.rtt_rounds {
+            let started = Instant::now();
+            link.send_ab(&small).await?;
+            let ping = link.recv_b().await?;
+            link.send_ba(&ping).await?;
+            let pong = link.recv_a().await?;
+            anyhow::ensure!(pong.len() == small.len(), "pong of {} bytes", pong.len());
+            if i >= plan.rtt_warmup {
+                rtts.push(started.elapsed());
+            }
         }
-    }
+        anyhow::Ok(rtts)
+    };
+    let Ok(rtts) = tokio::time::timeout(cap, ping_pong).await else {
+        dnf(&mut figures, "RTT 64 B");
+        return Ok(figures);
+    };
+    let mut rtts = rtts?;
     let us = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
     figures.push(fig("RTT 64 B, median", us(quantile(&mut rtts, 0.5)), "µs"));
     figures.push(fig("RTT 64 B, p99", us(quantile(&mut rtts, 0.99)), "µs"));
@@ -232,6 +320,7 @@ pub async fn run<L: Link>(stack: &str, plan: Plan) -> anyhow::Result<Vec<Figure>
         link.backstop_wakeups() as f64,
         "count",
     ));
+    push_extra(&mut figures, stack, &link);
     link.close().await;
 
     if let Some(rss) = peak_rss_mib() {
@@ -245,6 +334,13 @@ pub async fn run<L: Link>(stack: &str, plan: Plan) -> anyhow::Result<Vec<Figure>
         ));
     }
     Ok(figures)
+}
+
+/// The link's own counters (`Link::extra_figures`).
+fn push_extra(figures: &mut Vec<Figure>, stack: &str, link: &impl Link) {
+    for (metric, value, unit) in link.extra_figures() {
+        figures.push(Figure::new(stack, &metric, value, unit));
+    }
 }
 
 /// The UDP receive-buffer drops since `before`, as a figure for `workload`.
