@@ -30,8 +30,8 @@ pub struct ChannelInfo {
     pub remote_max_message_size: usize,
     /// Frames travel over the ARQ layer (docs/frame.md, "ARQ layer"): both peers announced
     /// it, so this channel only marks the link's lifetime and the frames go as datagrams on a
-    /// negotiated unordered, `maxRetransmits: 0` channel with our own loss recovery and
-    /// congestion control. False: v1 frames on this channel, SCTP retransmits.
+    /// second, in-band, unordered, `maxRetransmits: 0` channel (`miaou-arq`) with our own loss
+    /// recovery and congestion control. False: v1 frames on this channel, SCTP retransmits.
     pub arq: bool,
 }
 

@@ -92,28 +92,10 @@ fn fuzz_smoke_over_vector_corpus() {
     for mode in 0..8 {
         fuzz::decode_frames(&fuzz::pack(mode, &corpus));
     }
-    // Deterministic mutations (xorshift64): flip bits, cut and splice frames.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n.max(1) as u64) as usize
-    };
-    for _ in 0..20_000 {
-        let mut frames: Vec<Vec<u8>> = (0..1 + rand(4))
-            .map(|_| corpus[rand(corpus.len())].clone())
-            .collect();
-        for f in frames.iter_mut().filter(|f| !f.is_empty()) {
-            let at = rand(f.len());
-            match rand(3) {
-                0 => f[at] ^= 1 << rand(8),
-                1 => f.truncate(at),
-                _ => f.insert(at, rand(256) as u8),
-            }
-        }
-        fuzz::decode_frames(&fuzz::pack(rand(8) as u8, &frames));
-    }
+    // Deterministic mutations: flip bits, cut and splice frames.
+    vectors::mutations(&corpus, 20_000, 4, 8, |mode, frames| {
+        fuzz::decode_frames(&fuzz::pack(mode, frames))
+    });
     // Whatever cargo-fuzz found and kept (fuzz/corpus is not committed).
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/frame_decoder");
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

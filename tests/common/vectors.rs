@@ -431,3 +431,37 @@ pub fn corpus(src: &str) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// Deterministic mutations of `corpus` for the fuzz smoke tests (xorshift64, fixed seed):
+/// `rounds` times, takes 1 to `max_pick` entries, flips a bit in, truncates or inserts a byte
+/// into each non-empty one, and hands them to `each` with a selector below `selectors` (the
+/// fuzz input's mode byte).
+pub fn mutations(
+    corpus: &[Vec<u8>],
+    rounds: usize,
+    max_pick: usize,
+    selectors: usize,
+    mut each: impl FnMut(u8, &[Vec<u8>]),
+) {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n.max(1) as u64) as usize
+    };
+    for _ in 0..rounds {
+        let mut picked: Vec<Vec<u8>> = (0..1 + rand(max_pick))
+            .map(|_| corpus[rand(corpus.len())].clone())
+            .collect();
+        for f in picked.iter_mut().filter(|f| !f.is_empty()) {
+            let at = rand(f.len());
+            match rand(3) {
+                0 => f[at] ^= 1 << rand(8),
+                1 => f.truncate(at),
+                _ => f.insert(at, rand(256) as u8),
+            }
+        }
+        each(rand(selectors) as u8, &picked);
+    }
+}
