@@ -679,6 +679,15 @@ impl Driver {
             return;
         }
         let deadline_ms = state.open_deadline_ms;
+        let cap_ms = self.config.open_deadline_cap_ms();
+        if (state.pending_open.is_some() || state.arq.is_some()) && deadline_ms < cap_ms {
+            // One of the two channels (main, ARQ) is open, so SCTP is up and the other's
+            // DATA_CHANNEL_OPEN is being retransmitted by SCTP (≥ 1 s per loss in webrtc-rs):
+            // a fresh connection would only start over. Give it the full cap.
+            state.open_deadline_ms = cap_ms;
+            self.after(cap_ms - deadline_ms, peer, generation, Timer::OpenDeadline);
+            return;
+        }
         // Relay-only and still no relay candidate: the TURN server is the reason (a browser
         // gives up on an unreachable one only after ~40 s, webrtc-rs after ~8 s).
         let gathered = Gathered {
@@ -688,7 +697,6 @@ impl Driver {
         if let Some(error @ Error::Turn { fatal: true, .. }) =
             ice::turn_failure(&self.config, &peer, &gathered)
         {
-            let cap_ms = self.config.open_deadline_cap_ms();
             if deadline_ms < cap_ms {
                 // A slow TURN allocation is still under way: starting over would restart it.
                 // Give it the full cap before blaming the server, as before retries grew.
