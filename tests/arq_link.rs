@@ -12,8 +12,8 @@ use tokio::time::timeout;
 mod live;
 use live::{bridge, WAIT};
 
-#[path = "common/loss.rs"]
-mod loss;
+#[path = "common/netem.rs"]
+mod netem;
 
 async fn connected(t: &Transport) -> PeerId {
     let wait = async {
@@ -115,7 +115,7 @@ async fn under_1_percent_loss_8_mib_cross_each_way_intact_and_in_order() {
     let bridge = bridge().await;
     let [a, b] = pair(&bridge, "arq-loss", true, true).await;
     assert!(a.channel_info(b.peer_id()).unwrap().arq);
-    let loss = loss::UdpLoss::install(10);
+    let loss = netem::UdpLoss::set(10);
     let started = std::time::Instant::now();
     exchange(&a, &b, 32, 256 * 1024).await;
     let seconds = started.elapsed().as_secs_f64();

@@ -3,7 +3,7 @@
 //! fresh one, on a path where webrtc-rs 0.17 alone sometimes never opens (a lost last DTLS
 //! flight, docs/upstream/webrtc-dtls-last-flight.md) or waits 3 s (a lost SCTP INIT). A real
 //! bridge, two real `Transport`s per open, random UDP loss from one nftables rule in the
-//! namespace (tests/common/loss.rs). Run inside tests/scripts/in-netns.sh.
+//! namespace (tests/common/netem.rs, tests/scripts/netem.sh). Run inside tests/scripts/in-netns.sh.
 //!
 //! Asserts that opens happen and that the deadline option is obeyed; the open-time figures are
 //! printed, not asserted (`-- --nocapture`; `--ignored` runs the 0/1/5 % benchmark).
@@ -16,10 +16,10 @@ use tokio::time::timeout;
 
 #[path = "common/live.rs"]
 mod live;
-#[path = "common/loss.rs"]
-mod loss;
+#[path = "common/netem.rs"]
+mod netem;
 use live::{bridge, WAIT};
-use loss::UdpLoss;
+use netem::UdpLoss;
 
 /// How long one open may take before the test fails: several retries' worth at 5 % loss.
 const OPEN_BOUND: Duration = Duration::from_secs(20);
@@ -85,7 +85,7 @@ async fn open_once(bridge: &Bridge, room: &str) -> Opened {
 
 /// `n` opens one after another at `per_mille` ‰ UDP loss; prints and returns them.
 async fn opens_at(per_mille: u32, n: usize) -> Vec<Opened> {
-    let loss = UdpLoss::install(per_mille);
+    let loss = UdpLoss::set(per_mille);
     let bridge = bridge().await;
     let mut opened = Vec::with_capacity(n);
     for i in 0..n {
@@ -132,7 +132,7 @@ async fn forty_opens_at_five_percent_loss_all_open() {
 /// the configured deadline, doubled per retry, and the pair must open once the path heals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_timeout_is_honoured_and_doubles_per_retry() {
-    let loss = UdpLoss::install(1000);
+    let loss = UdpLoss::set(1000);
     let bridge = bridge().await;
     let tweak = |c: TransportConfigBuilder| c.open_timeout_ms(1_000).reconnect(6, 100);
     let a = Transport::connect(tweak(config(&bridge, "deadline")).build().unwrap())
@@ -168,7 +168,7 @@ async fn open_timeout_is_honoured_and_doubles_per_retry() {
     );
     assert!(drops[1].0 >= Duration::from_millis(3_000), "{drops:?}");
     // The path heals: the next attempt (4 s deadline) opens on both sides.
-    loss.set(0);
+    loss.change(0);
     let both = async { tokio::join!(until_connected(&a, start), until_connected(&b, start)) };
     timeout(WAIT, both)
         .await
@@ -180,7 +180,7 @@ async fn open_timeout_is_honoured_and_doubles_per_retry() {
 /// retries allowed there): after the offerer's longest deadline plus a grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answerer_drops_an_attempt_the_offerer_gave_up_on() {
-    let _loss = UdpLoss::install(1000);
+    let _loss = UdpLoss::set(1000);
     let bridge = bridge().await;
     let a = Transport::connect(config(&bridge, "reap").build().unwrap())
         .await

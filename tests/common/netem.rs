@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 /// Set in the namespaces we make: the test's re-run knows it is the one to do the work.
 const CHILD: &str = "MIAOU_NETEM_CHILD";
@@ -79,18 +80,33 @@ pub fn netem(args: &[&str]) -> String {
 }
 
 /// Random drop of UDP datagrams received in this namespace, per mille, while this value lives
-/// (dropping it removes the rule).
-pub struct UdpLoss;
+/// (dropping it removes the rule). The rule is namespace-wide, so a value also holds a
+/// process-wide lock: the tests of one binary that change the loss run one at a time.
+pub struct UdpLoss {
+    _exclusive: MutexGuard<'static, ()>,
+}
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl UdpLoss {
     /// Drops `permille` / 1000 of the UDP datagrams this namespace receives, each direction
-    /// of a loopback exchange alike.
-    pub fn set(permille: u16) -> UdpLoss {
+    /// of a loopback exchange alike. Panics outside a private namespace (netem.sh refuses).
+    pub fn set(permille: u32) -> UdpLoss {
+        let exclusive = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         netem(&["loss", &permille.to_string()]);
-        UdpLoss
+        UdpLoss {
+            _exclusive: exclusive,
+        }
     }
 
-    /// Datagrams the rule has dropped so far.
+    /// Changes the drop rate to `permille` / 1000 (the drop counter restarts at 0).
+    pub fn change(&self, permille: u32) {
+        netem(&["loss", &permille.to_string()]);
+    }
+
+    /// Datagrams the rule has dropped since the rate was last set.
     pub fn dropped(&self) -> u64 {
         netem(&["dropped"])
             .trim()
