@@ -131,10 +131,13 @@ async fn receive_files(
                             senders.remove(&peer);
                         }
                     }
-                    Some(Event::PeerConnected(peer)) => match transport.selected_candidate_pair(&peer).await {
-                        Ok(pair) => tracing::info!(%peer, %pair, "channel open"),
-                        Err(_) => tracing::info!(%peer, "channel open"),
-                    },
+                    Some(Event::PeerConnected(peer)) => {
+                        let arq = transport.channel_info(&peer).is_ok_and(|info| info.arq);
+                        match transport.selected_candidate_pair(&peer).await {
+                            Ok(pair) => tracing::info!(%peer, arq, %pair, "channel open"),
+                            Err(_) => tracing::info!(%peer, arq, "channel open"),
+                        }
+                    }
                     Some(other) => tracing::info!("{other:?}"),
                     None => events_open = false,
                 }

@@ -124,9 +124,12 @@ pub async fn join_observed(
             match &event {
                 Event::PeerConnected(peer) => {
                     let elapsed_ms = started.elapsed().as_millis() as u64;
+                    // Whether the link runs the ARQ layer (docs/frame.md); before the pair,
+                    // which tests read to the end of the line.
+                    let arq = events.channel_info(peer).is_ok_and(|info| info.arq);
                     match events.selected_candidate_pair(peer).await {
-                        Ok(pair) => tracing::info!(%peer, elapsed_ms, %pair, "channel open"),
-                        Err(_) => tracing::info!(%peer, elapsed_ms, "channel open"),
+                        Ok(pair) => tracing::info!(%peer, elapsed_ms, arq, %pair, "channel open"),
+                        Err(_) => tracing::info!(%peer, elapsed_ms, arq, "channel open"),
                     }
                 }
                 other => tracing::info!("{other:?}"),

@@ -44,7 +44,8 @@ cmd=$1
 shift
 case $cmd in
   loss)
-    [ $# = 1 ] && [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -le 1000 ] || die "loss N: N per mille, 0-1000"
+    # At most 4 digits before comparing: a longer number would overflow `[ -le ]`.
+    [ $# = 1 ] && [[ $1 =~ ^[0-9]{1,4}$ ]] && [ "$1" -le 1000 ] || die "loss N: N per mille, 0-1000"
     command -v nft >/dev/null || die "nft not found: apt-get install -y nftables"
     nft delete table inet "$TABLE" 2>/dev/null || true
     if [ "$1" -gt 0 ]; then
@@ -82,7 +83,8 @@ EOF
     ;;
   dropped)
     # Datagrams the loss rule has dropped so far (0 when there is no rule).
-    nft list table inet "$TABLE" 2>/dev/null | awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1); found = 1 } END { if (!found) print 0 }'
+    # `|| true`: with no rule `nft list` fails, and pipefail would make that our exit status.
+    { nft list table inet "$TABLE" 2>/dev/null || true; } | awk '/counter packets/ { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1); found = 1 } END { if (!found) print 0 }'
     ;;
   host-b)
     [ $# = 0 ] || die "host-b takes no argument"
