@@ -490,12 +490,7 @@ async function chromiumChromium(figures, bridge, pages) {
   const browser = await launchChromium();
   const usage = resources([bridge.proc.pid], null);
   try {
-    // Two tabs; each one's signalOut is relayed to the other's signalIn.
-    const a = await benchPage(browser, pages.http, [benchLib, rawPeerPage]);
-    const b = await benchPage(browser, pages.http, [benchLib, rawPeerPage]);
-    const relay = (to) => (m) => { to.evaluate((msg) => window.rawPeer.signalIn(msg), m).catch(() => {}); };
-    await a.exposeFunction("signalOut", relay(b));
-    await b.exposeFunction("signalOut", relay(a));
+    const [a, b] = await relayedRawTabs(browser, pages.http);
     const connect = (gen) => within(Promise.all([
       b.evaluate((g) => window.rawPeer.answer(g), gen),
       a.evaluate((g) => window.rawPeer.offer(g), gen),
@@ -605,14 +600,20 @@ async function nativeTabLoss(cells, bridge, pages) {
 }
 
 /** Chromium ↔ Chromium: two tabs, a fresh connection per cell (the previous one closed). */
+/** Two raw-RTCPeerConnection tabs; each one's signalOut is relayed to the other's signalIn. */
+async function relayedRawTabs(browser, http) {
+  const a = await benchPage(browser, http, [benchLib, rawPeerPage]);
+  const b = await benchPage(browser, http, [benchLib, rawPeerPage]);
+  const relay = (to) => (m) => { to.evaluate((msg) => window.rawPeer.signalIn(msg), m).catch(() => {}); };
+  await a.exposeFunction("signalOut", relay(b));
+  await b.exposeFunction("signalOut", relay(a));
+  return [a, b];
+}
+
 async function chromiumLoss(cells, pages) {
   const browser = await launchChromium();
   try {
-    const a = await benchPage(browser, pages.http, [benchLib, rawPeerPage]);
-    const b = await benchPage(browser, pages.http, [benchLib, rawPeerPage]);
-    const relay = (to) => (m) => { to.evaluate((msg) => window.rawPeer.signalIn(msg), m).catch(() => {}); };
-    await a.exposeFunction("signalOut", relay(b));
-    await b.exposeFunction("signalOut", relay(a));
+    const [a, b] = await relayedRawTabs(browser, pages.http);
     let gen = 0;
     for (const permille of LOSS.levels) {
       const open = async () => {
